@@ -1,0 +1,3 @@
+from m365vault.cli import main
+
+main()

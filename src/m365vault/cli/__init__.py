@@ -1,0 +1,30 @@
+"""The `m365vault` command: serve, emulator, demo, repo, proxy, admin.
+
+Each command group lives in a module of its own beside this file and is registered below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from m365vault import __version__
+
+app = typer.Typer(
+    name="m365vault",
+    help="Self-hosted backup server for Microsoft 365 with a Veeam-compatible REST API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+# Command groups register here, one line each (keeps merges trivial).
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Explore views over the catalog and the restore / save / export / send operations."""
