@@ -11,8 +11,9 @@ from m365vault.clock import FakeClock, utcnow
 from m365vault.engine.planner import JobScope, UserItem
 from m365vault.engine.ports import Bottleneck, LogStatus, SessionStatus, TenantUser
 from m365vault.engine.queue import OutcomeStatus
-from m365vault.engine.run import RetryPolicy, StopReason
-from m365vault.engine.testing import FakeTenant, mailbox
+from m365vault.engine.run import RetryPolicy, RunRequest, StopReason
+from m365vault.engine.service import BackupEngine, RunAlreadyActive
+from m365vault.engine.testing import FakeTenant, RecordingReporter, mailbox
 from tests.engine.harness import World, backup, start_backup, wait_until
 
 
@@ -197,3 +198,47 @@ async def test_the_backup_window_terminates_the_run() -> None:
     assert last.status is LogStatus.WARNING
     assert "terminated" in last.title and "backup window ended" in last.title
     assert world.catalog.commits > 0  # what was done before the window closed stays
+
+
+async def test_the_engine_service_runs_stops_and_refuses_a_second_start_of_the_same_run() -> None:
+    world = org(users=3, items=30, page_size=2)
+    world.tenant.content_delay = 0.005
+    engine = BackupEngine(world.ports, clock=FakeClock(), threads=2)
+    await engine.start()
+    try:
+        request = RunRequest("session-1", "org-1", "contoso", JobScope(True))
+        reporter = RecordingReporter()
+        task = await engine.start_run(request, directory=world.tenant, reporter=reporter)
+        assert engine.is_active("session-1")
+        with pytest.raises(RunAlreadyActive):
+            await engine.start_run(request, directory=world.tenant, reporter=RecordingReporter())
+        await wait_until(lambda: world.catalog.commits >= 2)
+        live = engine.run("session-1")
+        assert live is not None and live.statistics.transferred_data_bytes > 0
+        assert await engine.stop_run("session-1")
+        result = await task
+        assert result.status is SessionStatus.STOPPED
+        assert not engine.is_active("session-1")
+        assert not await engine.stop_run("session-1")
+
+        world.tenant.content_delay = 0.0
+        second = RunRequest("session-2", "org-1", "contoso", JobScope(True))
+        result = await (await engine.start_run(second, directory=world.tenant, reporter=RecordingReporter()))
+        assert result.status is SessionStatus.SUCCESS
+    finally:
+        await engine.close()
+
+
+async def test_closing_the_engine_stops_its_runs() -> None:
+    world = org(users=2, items=50, page_size=2)
+    world.tenant.content_delay = 0.005
+    engine = BackupEngine(world.ports, clock=FakeClock(), threads=2)
+    await engine.start()
+    reporter = RecordingReporter()
+    task = await engine.start_run(
+        RunRequest("s", "org-1", "contoso", JobScope(True)), directory=world.tenant, reporter=reporter
+    )
+    await wait_until(lambda: world.catalog.commits >= 1)
+    await engine.close()
+    assert (await task).status is SessionStatus.STOPPED
+    assert reporter.status is SessionStatus.STOPPED

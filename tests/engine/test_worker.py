@@ -3,11 +3,14 @@ resyncs, deleted collections, replays and cooperative stop."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from m365vault.engine.flushing import GroupFlush
+from m365vault.engine.object_backup import ObjectPorts
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -17,8 +20,8 @@ from m365vault.engine.ports import (
     SessionStatus,
     TenantUser,
 )
-from m365vault.engine.queue import OutcomeStatus
-from m365vault.engine.testing import FakeTenant, mailbox
+from m365vault.engine.queue import BackupTask, OutcomeStatus
+from m365vault.engine.testing import FakeTenant, MemoryCatalog, MemoryContentStore, mailbox
 from tests.engine.harness import World, backup, start_backup, wait_until
 
 ADELE = mailbox("u-adele", "adele@contoso.com")
@@ -268,4 +271,72 @@ async def test_stop_abandons_the_current_page_within_a_bound_and_keeps_what_was_
     result, _ = await backup(world)
     assert result.status is SessionStatus.SUCCESS
     for n in range(6):
+        assert_catalog_matches_tenant(world, mailbox(f"u-{n}"))
+
+
+class SlowFlushStore(MemoryContentStore):
+    """Flushes take time and only cover what was saved when they began, as a real pack upload."""
+
+    async def flush(self) -> None:
+        covered = set(self.blobs)
+        self.flushes += 1
+        await asyncio.sleep(0.01)
+        self.durable |= covered
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_group_flush_shares_flushes_and_never_covers_a_late_ref() -> None:
+    store = SlowFlushStore()
+    saver = GroupFlush(store)
+
+    async def save_then_flush(n: int) -> str:
+        ref = await saver.save(one_chunk(bytes([n]) * 10))
+        await saver.flush()
+        assert ref in store.durable, "flush returned before the ref was durable"
+        return ref
+
+    refs = await asyncio.gather(*(save_then_flush(n) for n in range(40)))
+    assert len(set(refs)) == 40
+    assert store.flushes <= 3  # forty requests, shared
+
+    # A ref saved while a flush runs needs the next flush, not the running one.
+    first = asyncio.ensure_future(save_then_flush(100))
+    await asyncio.sleep(0.002)
+    late = await save_then_flush(101)
+    await first
+    assert late in store.durable
+
+
+async def test_group_flush_reports_a_failed_flush_to_every_waiter() -> None:
+    class BrokenStore(MemoryContentStore):
+        async def flush(self) -> None:
+            await asyncio.sleep(0.005)
+            raise OSError("disk full")
+
+    saver = GroupFlush(BrokenStore())
+    results = await asyncio.gather(*(saver.flush() for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+
+
+async def test_a_full_run_through_group_flush_keeps_write_order() -> None:
+    world = World(FakeTenant(page_size=2))
+    world.store = SlowFlushStore()
+    world.catalog = MemoryCatalog(world.store)
+    for n in range(4):
+        world.tenant.add_user(TenantUser(f"u-{n}", f"user{n}@contoso.com", has_onedrive=False))
+        for i in range(6):
+            world.tenant.put(mailbox(f"u-{n}"), "inbox", f"m-{i}", mail(n * 10 + i))
+    shared = GroupFlush(world.store)
+
+    async def ports(task: BackupTask) -> ObjectPorts:
+        return ObjectPorts(world.tenant, shared, world.catalog)
+
+    world.ports = ports  # type: ignore[method-assign]
+    result, _ = await backup(world)
+    assert result.status is SessionStatus.SUCCESS
+    assert shared.inner_flushes < 12  # 12 pages committed; flushes were shared
+    for n in range(4):
         assert_catalog_matches_tenant(world, mailbox(f"u-{n}"))
