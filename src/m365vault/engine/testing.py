@@ -343,11 +343,18 @@ class MemoryCatalog:
             ref = version.content_ref
             if self.store is not None and ref is not None and ref not in self.store.durable:
                 raise AssertionError(f"write order violated: {version.content_ref} is not durable")
-        collections = copy.deepcopy(self._state.get(obj.key, {}))
-        state = collections.setdefault(page.collection.id, _CatalogCollection(page.collection))
-        state.ref, state.retired = page.collection, False
+        # Work on copies of the touched rows only; nothing is visible until the end (atomic).
+        existing = self._state.get(obj.key, {}).get(page.collection.id)
+        items = existing.items if existing else {}
+        touched: dict[str, list[VersionRow]] = {}
+
+        def rows_of(item_id: str) -> list[VersionRow]:
+            if item_id not in touched:
+                touched[item_id] = [copy.copy(row) for row in items.get(item_id, [])]
+            return touched[item_id]
+
         for version in page.versions:
-            rows = state.items.setdefault(version.item_id, [])
+            rows = rows_of(version.item_id)
             if rows and rows[-1].gone_at is None:
                 if rows[-1].version_key == version.version_key:
                     continue  # a replay
@@ -356,18 +363,22 @@ class MemoryCatalog:
         if self._crash_in is not None:
             if self._crash_in == 0:
                 self._crash_in = None
-                raise SimulatedCrash("catalog commit interrupted")  # the copy is discarded: rollback
+                raise SimulatedCrash("catalog commit interrupted")  # the copies are dropped: rollback
             self._crash_in -= 1
         for item_id in page.gone:
-            rows = state.items.get(item_id, [])
+            rows = rows_of(item_id)
             if rows and rows[-1].gone_at is None:
                 rows[-1].gone_at = page.at
+        # Commit: publish everything at once.
+        collections = self._state.setdefault(obj.key, {})
+        state = collections.setdefault(page.collection.id, _CatalogCollection(page.collection))
+        state.ref, state.retired = page.collection, False
+        state.items.update({item_id: rows for item_id, rows in touched.items() if rows})
         if page.token is not None:
             state.token = page.token
             self.token_history.append((obj.key[1], page.collection.id, page.token))
         if page.retire:
             state.token, state.retired = None, True
-        self._state[obj.key] = collections
         self.commits += 1
 
     # -------------------------------------------------------- inspection for tests
