@@ -17,6 +17,7 @@ from m365vault.engine.ports import (
     CollectionRef,
     ContentGone,
     ItemChange,
+    ObjectKind,
     SessionStatus,
     TenantUser,
 )
@@ -340,3 +341,60 @@ async def test_a_full_run_through_group_flush_keeps_write_order() -> None:
     assert shared.inner_flushes < 12  # 12 pages committed; flushes were shared
     for n in range(4):
         assert_catalog_matches_tenant(world, mailbox(f"u-{n}"))
+
+
+class ScriptedSource:
+    """A source that replays scripted rounds, one per run, for version-chain cases."""
+
+    def __init__(self, rounds: list[list[ItemChange]]) -> None:
+        self.rounds = rounds
+        self.reads: list[str] = []
+
+    async def collections(self, obj: BackupObject) -> Sequence[CollectionRef]:
+        return [CollectionRef("docs", "drive", "Documents")]
+
+    async def changes(
+        self, obj: BackupObject, collection: CollectionRef, token: str | None
+    ) -> AsyncIterator[ChangePage]:
+        number = 0 if token is None else int(token)
+        yield ChangePage(self.rounds[number], str(number + 1), final=True)
+
+    async def content(
+        self, obj: BackupObject, collection: CollectionRef, change: ItemChange
+    ) -> AsyncIterator[bytes]:
+        self.reads.append(f"{change.item_id}@{change.version_key}")
+        yield f"{change.item_id} at {change.version_key}".encode()
+
+
+async def test_version_chains_removals_and_re_adds_within_a_page() -> None:
+    def up(item: str, key: str) -> ItemChange:
+        return ItemChange(item, key)
+
+    def rm(item: str) -> ItemChange:
+        return ItemChange(item, removed=True)
+
+    source = ScriptedSource(
+        [
+            # Run 1: a file with its history, an item added then removed, one removed then re-added.
+            [up("f1", "1"), up("f1", "2"), up("f1", "3"), up("tmp", "1"), rm("tmp"), up("x", "1")],
+            # Run 2: the connector re-reports known versions of f1 and one new one; x goes and comes back.
+            [up("f1", "2"), up("f1", "3"), up("f1", "4"), rm("x"), up("x", "1"), up("f1", "4")],
+        ]
+    )
+    world = World(FakeTenant())
+    world.tenant.add_user(TenantUser("u-adele", "adele@contoso.com", has_mailbox=False))
+    world.source = source
+    onedrive = BackupObject(ObjectKind.ONEDRIVE, "u-adele", "adele@contoso.com")
+    await backup(world)
+    rows = world.catalog.rows(onedrive, "docs")
+    assert [r.version_key for r in rows["f1"]] == ["1", "2", "3"]
+    assert [r.gone_at is None for r in rows["f1"]] == [False, False, True]
+    assert "tmp" not in rows  # added and removed within the page: nothing to keep or read
+    assert source.reads == ["f1@1", "f1@2", "f1@3", "x@1"]
+
+    result, _ = await backup(world)
+    rows = world.catalog.rows(onedrive, "docs")
+    assert [r.version_key for r in rows["f1"]] == ["1", "2", "3", "4"]
+    assert [r.version_key for r in rows["x"]] == ["1"] and rows["x"][0].gone_at is None
+    assert source.reads[4:] == ["f1@4"]
+    assert (result.objects[0].counts.versions, result.objects[0].counts.unchanged) == (1, 3)

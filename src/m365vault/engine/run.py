@@ -207,11 +207,12 @@ class BackupRun:
                 await self._object_done(obj, outcome, counts)
             if not failed or not retry_now:
                 break
+            failed_set = set(failed)
             try:
                 await until_stopped(self._stop, self._sleep(retry.wait_minutes * 60))
             except StopRequested:
                 break
-            pending = sorted(failed, key=lambda o: plan.objects.index(o))
+            pending = [obj for obj in plan.objects if obj in failed_set]
             attempt += 1
         # Objects never dispatched (stop before their pass) count as stopped.
         for obj in plan.objects:
