@@ -4,10 +4,13 @@ resyncs, deleted collections, replays and cooperative stop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from m365vault.engine.flushing import GroupFlush
 from m365vault.engine.object_backup import ObjectPorts
@@ -18,6 +21,7 @@ from m365vault.engine.ports import (
     ContentGone,
     ItemChange,
     ObjectKind,
+    PageRecord,
     SessionStatus,
     TenantUser,
 )
@@ -398,3 +402,106 @@ async def test_version_chains_removals_and_re_adds_within_a_page() -> None:
     assert [r.version_key for r in rows["x"]] == ["1"] and rows["x"][0].gone_at is None
     assert source.reads[4:] == ["f1@4"]
     assert (result.objects[0].counts.versions, result.objects[0].counts.unchanged) == (1, 3)
+
+
+# ---------------------------------------------------------------- model-based: any history, any crash
+
+OBJECTS = [mailbox("u-a", "a@contoso.com"), mailbox("u-b", "b@contoso.com")]
+FOLDERS = ["inbox", "sent", "archive"]
+
+operation = st.one_of(
+    st.tuples(st.just("put"), st.integers(0, 1), st.integers(0, 2), st.integers(0, 7)),
+    st.tuples(st.just("delete"), st.integers(0, 1), st.integers(0, 2), st.integers(0, 7)),
+    st.tuples(st.just("resync"), st.integers(0, 1), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("drop_folder"), st.integers(0, 1), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("backup"), st.just(0), st.just(0), st.just(0)),
+    st.tuples(st.just("crash"), st.integers(0, 4), st.just(0), st.just(0)),
+    st.tuples(st.just("drop_connection"), st.integers(0, 12), st.just(0), st.just(0)),
+    st.tuples(st.just("stop"), st.integers(0, 6), st.just(0), st.just(0)),
+)
+
+
+async def backup_stopped_after(world: World, commits: int) -> None:
+    """A run stopped by the user right after its `commits`-th page commit."""
+    started = await start_backup(world, threads=2)
+    original = world.catalog.record_page
+    seen = 0
+
+    async def record_then_maybe_stop(obj: BackupObject, page: PageRecord) -> None:
+        nonlocal seen
+        await original(obj, page)
+        seen += 1
+        if seen == commits:
+            await started.run.stop()
+
+    world.catalog.record_page = record_then_maybe_stop  # type: ignore[method-assign]
+    try:
+        await started.result()
+    finally:
+        del world.catalog.record_page
+
+
+def check_history(world: World, obj: BackupObject) -> None:
+    """Every recorded version is one the tenant really had, with its exact content."""
+    for collection_id in FOLDERS:
+        for item_id, rows in world.catalog.rows(obj, collection_id).items():
+            for row in rows:
+                assert row.content_ref in world.store.durable
+                content = world.store.blobs[row.content_ref]
+                assert content.startswith(f"{obj.id}/{collection_id}/{item_id}/".encode())
+
+
+@settings(
+    max_examples=int(os.environ.get("ENGINE_MODEL_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(operation, max_size=25), st.integers(1, 4))
+def test_any_history_of_changes_crashes_and_resyncs_ends_exactly_like_the_tenant(ops, page_size) -> None:
+    async def scenario() -> None:
+        world = World(FakeTenant(page_size=page_size))
+        for obj in OBJECTS:
+            world.tenant.add_user(TenantUser(obj.id, obj.name, has_onedrive=False))
+        revision = 0
+        for kind, o, f, i in ops:
+            obj, folder = OBJECTS[o % 2], FOLDERS[f]
+            present = folder in world.tenant.collection_ids(obj)
+            if kind == "put":
+                revision += 1
+                world.tenant.put(
+                    obj, folder, f"i{i}", f"{obj.id}/{folder}/i{i}/{revision}".encode() * (i + 1)
+                )
+            elif kind == "delete" and present and f"i{i}" in world.tenant.live(obj, folder):
+                world.tenant.delete(obj, folder, f"i{i}")
+            elif kind == "resync" and present:
+                world.tenant.force_resync(obj, folder)
+            elif kind == "drop_folder" and present:
+                world.tenant.remove_collection(obj, folder)
+            elif kind == "backup":
+                result, _ = await backup(world, threads=2)
+                assert result.status in (SessionStatus.SUCCESS, SessionStatus.WARNING)
+                for each in OBJECTS:
+                    if world.tenant.collection_ids(each):
+                        assert_catalog_matches_tenant(world, each)
+            elif kind == "crash":
+                world.catalog.crash_on_commit(after=o)
+                await backup(world, threads=2)
+                world.catalog.crash_on_commit(None)  # disarm if the run ended first
+                world.store.crash()
+            elif kind == "stop":
+                await backup_stopped_after(world, commits=o)
+            elif kind == "drop_connection":
+                world.tenant.fail_read(after=o)
+                await backup(world, threads=2)
+                world.tenant.fail_read(None)
+            for each in OBJECTS:
+                check_history(world, each)
+        await backup(world, threads=2)
+        for obj in OBJECTS:
+            assert_catalog_matches_tenant(world, obj)
+            check_history(world, obj)
+            for folder in FOLDERS:
+                if folder not in world.tenant.collection_ids(obj):
+                    assert world.catalog.live_content(obj, folder) == {}
+
+    asyncio.run(scenario())

@@ -71,12 +71,14 @@ class FakeTenant:
         self._objects: dict[tuple[str, str], dict[str, _FakeCollection]] = {}
         self._seq = 0
         self._version_counter = 0
+        self._generations = 0
         self.delta_pages_served = 0
         self.content_reads = 0
         self.directory_error: Exception | None = None
         self.page_delay = 0.0
         self.content_delay = 0.0
         self._failures: dict[tuple[str, str], int] = {}
+        self._read_failure_in: int | None = None
 
     # -------------------------------------------------------- building the tenant
 
@@ -100,7 +102,11 @@ class FakeTenant:
     def add_collection(self, obj: BackupObject, collection_id: str, kind: str = "folder") -> None:
         collections = self._objects.setdefault(obj.key, {})
         if collection_id not in collections:
-            collections[collection_id] = _FakeCollection(CollectionRef(collection_id, kind, collection_id))
+            # A fresh generation: tokens of an earlier collection with the same id are refused,
+            # as Graph refuses the tokens of a deleted folder.
+            self._generations += 1
+            ref = CollectionRef(collection_id, kind, collection_id)
+            collections[collection_id] = _FakeCollection(ref, generation=self._generations)
 
     def put(self, obj: BackupObject, collection_id: str, item_id: str, content: bytes) -> str:
         """Create or modify an item; returns its new version key."""
@@ -127,11 +133,25 @@ class FakeTenant:
         del self._objects[obj.key][collection_id]
 
     def force_resync(self, obj: BackupObject, collection_id: str) -> None:
-        self._objects[obj.key][collection_id].generation += 1
+        self._generations += 1
+        self._objects[obj.key][collection_id].generation = self._generations
 
     def fail(self, obj: BackupObject, times: int) -> None:
         """The next `times` backups of `obj` fail while listing its collections."""
         self._failures[obj.key] = times
+
+    def fail_read(self, after: int | None) -> None:
+        """After `after` more successful page or content reads, one read fails (a dropped
+        connection in the middle of a round or of a download); None disarms."""
+        self._read_failure_in = after
+
+    def _maybe_fail_read(self) -> None:
+        if self._read_failure_in is None:
+            return
+        if self._read_failure_in == 0:
+            self._read_failure_in = None
+            raise ConnectionResetError("simulated dropped connection")
+        self._read_failure_in -= 1
 
     def live(self, obj: BackupObject, collection_id: str) -> dict[str, bytes]:
         """What the tenant holds now: item id -> content."""
@@ -211,6 +231,7 @@ class FakeTenant:
         for number, page in enumerate(pages):
             if self.page_delay:
                 await asyncio.sleep(self.page_delay)
+            self._maybe_fail_read()
             self.delta_pages_served += 1
             final = number == len(pages) - 1
             changes = [
@@ -229,6 +250,7 @@ class FakeTenant:
         item = state.items.get(change.item_id) if state else None
         if item is None or change.version_key not in item.versions:
             raise ContentGone(change.item_id)
+        self._maybe_fail_read()
         self.content_reads += 1
         data = item.versions[change.version_key]
         for start in range(0, max(len(data), 1), 4096):
@@ -308,8 +330,9 @@ class MemoryCatalog:
         self.token_history: list[tuple[str, str, str]] = []  # (object key, collection, token)
         self._crash_in: int | None = None
 
-    def crash_on_commit(self, after: int = 0) -> None:
-        """The commit after `after` more successful ones dies half-applied (and is rolled back)."""
+    def crash_on_commit(self, after: int | None = 0) -> None:
+        """The commit after `after` more successful ones dies half-applied (and is rolled back);
+        None disarms."""
         self._crash_in = after
 
     async def load_token(self, obj: BackupObject, collection_id: str) -> str | None:
