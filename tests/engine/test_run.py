@@ -9,7 +9,7 @@ import pytest
 
 from m365vault.clock import FakeClock, utcnow
 from m365vault.engine.planner import JobScope, UserItem
-from m365vault.engine.ports import Bottleneck, LogStatus, SessionStatus, TenantUser
+from m365vault.engine.ports import Bottleneck, ItemUnreadable, LogStatus, SessionStatus, TenantUser
 from m365vault.engine.queue import OutcomeStatus
 from m365vault.engine.run import RetryPolicy, RunRequest, StopReason
 from m365vault.engine.service import BackupEngine, RunAlreadyActive
@@ -242,3 +242,35 @@ async def test_closing_the_engine_stops_its_runs() -> None:
     await engine.close()
     assert (await task).status is SessionStatus.STOPPED
     assert reporter.status is SessionStatus.STOPPED
+
+
+class OneBadItem:
+    """The connector gives up on one item for good (say, 403 on that file)."""
+
+    def __init__(self, tenant: FakeTenant, bad: str) -> None:
+        self.tenant, self.bad = tenant, bad
+
+    async def collections(self, obj):
+        return await self.tenant.collections(obj)
+
+    def changes(self, obj, collection, token):
+        return self.tenant.changes(obj, collection, token)
+
+    async def content(self, obj, collection, change):
+        if change.item_id == self.bad:
+            raise ItemUnreadable("403 accessDenied")
+        async for chunk in self.tenant.content(obj, collection, change):
+            yield chunk
+
+
+async def test_an_unreadable_item_is_skipped_with_a_warning_and_does_not_block_its_object() -> None:
+    world = org(users=2, items=5)
+    world.source = OneBadItem(world.tenant, "m-3")
+    result, reporter = await backup(world, retry=RetryPolicy(retries=2, wait_minutes=0))
+    assert result.status is SessionStatus.WARNING
+    assert {r.status for r in result.objects} == {OutcomeStatus.WARNING}
+    assert all(r.attempts == 1 for r in result.objects)  # permanent: not retried
+    assert set(world.catalog.live_content(mailbox("u-0"), "inbox")) == {"m-0", "m-1", "m-2", "m-4"}
+    warning = next(t for t in reporter.titles if "user0@contoso.com finished with warnings" in t)
+    assert "4 items" in warning and "1 item could not be read: inbox/m-3: 403 accessDenied" in warning
+    assert result.progress == 2

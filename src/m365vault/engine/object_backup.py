@@ -29,6 +29,7 @@ from m365vault.engine.ports import (
     ContentGone,
     ContentSaver,
     ItemChange,
+    ItemUnreadable,
     ItemVersion,
     PageRecord,
     VersionRecorder,
@@ -158,6 +159,7 @@ class ObjectBackup:
         self._on_page = on_page
         self._item_concurrency = max(1, item_concurrency)
         self.total = Counts()
+        self.skipped_items: list[str] = []  # "name: reason", for the log (first few only)
 
     async def run(self) -> Counts:
         started = time.monotonic()
@@ -268,6 +270,11 @@ class ObjectBackup:
             ref = await self._saver.save(stream)
         except ContentGone:
             return None, Counts(bytes=stream.bytes, source_seconds=stream.seconds)
+        except ItemUnreadable as exc:
+            if len(self.skipped_items) < 10:
+                name = str(change.metadata.get("name") or change.item_id)
+                self.skipped_items.append(f"{collection.name or collection.id}/{name}: {exc}")
+            return None, Counts(skipped=1, bytes=stream.bytes, source_seconds=stream.seconds)
         finally:
             await stream.aclose()
         elapsed = time.monotonic() - started

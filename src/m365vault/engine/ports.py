@@ -176,6 +176,15 @@ class ContentGone(Exception):
     The engine skips it; the next delta round reports the removal."""
 
 
+class ItemUnreadable(Exception):
+    """Raised by `ChangeSource.content` when the connector gave up on one item for a reason
+    retrying will not fix (after its own retries: e.g. 403 on one file, a corrupt message).
+
+    The engine skips the item so one bad item cannot block its object forever, and reports it
+    by name in a `[Warning]` log item (the run ends Warning): the item is backed up again when it
+    next changes. Transient errors must not be reported this way."""
+
+
 class ChangeSource(Protocol):
     """What a worker reads from the tenant for one object (the connector's delta readers)."""
 

@@ -29,6 +29,7 @@ class BackupTask:
 
 class OutcomeStatus(enum.Enum):
     SUCCESS = "Success"
+    WARNING = "Warning"  # backed up, but some unreadable items were skipped (`error` names them)
     FAILED = "Failed"
     STOPPED = "Stopped"
 

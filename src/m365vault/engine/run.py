@@ -8,8 +8,8 @@ page events for live `progress` and `statistics`, retries failed objects `retrie
 
 - Stopped: a stop was requested, or the backup window ended (`deadline`);
 - Failed: the run could not start (planning failed) or every object failed after its retries;
-- Warning: some objects failed after their retries, or the plan had warnings (a selected object
-  is missing), or there was nothing to back up;
+- Warning: some objects failed after their retries, or skipped unreadable items, or the plan had
+  warnings (a selected object is missing), or there was nothing to back up;
 - Success otherwise.
 """
 
@@ -240,6 +240,13 @@ class BackupRun:
                 f"Processing {obj.describe()} finished: {counts.versions} items "
                 f"({human_bytes(counts.bytes)}) backed up, {counts.removed} removed",
             )
+        elif outcome.status is OutcomeStatus.WARNING:
+            self.progress += 1
+            await self._log(
+                LogStatus.WARNING,
+                f"Processing {obj.describe()} finished with warnings: {counts.versions} items "
+                f"({human_bytes(counts.bytes)}) backed up, {counts.removed} removed; {outcome.error}",
+            )
         elif outcome.status is OutcomeStatus.FAILED:
             self.progress += 1
             await self._log(LogStatus.FAILED, f"Processing {obj.describe()} failed: {outcome.error}")
@@ -279,7 +286,8 @@ class BackupRun:
         failed = sum(1 for result in results if result.status is OutcomeStatus.FAILED)
         if results and failed == len(results):
             return SessionStatus.FAILED
-        if failed or plan.warnings or not results:
+        warned = any(result.status is OutcomeStatus.WARNING for result in results)
+        if failed or warned or plan.warnings or not results:
             return SessionStatus.WARNING
         return SessionStatus.SUCCESS
 

@@ -28,6 +28,7 @@ class Counts:
     versions: int = 0  # new or changed versions recorded
     removed: int = 0  # items marked gone
     unchanged: int = 0  # returned by the source but already recorded (replays, resyncs)
+    skipped: int = 0  # unreadable items left out (ItemUnreadable)
     bytes: int = 0  # content bytes read from the source
     source_seconds: float = 0.0
     target_seconds: float = 0.0
@@ -38,12 +39,13 @@ class Counts:
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
-            self.versions + other.versions,
-            self.removed + other.removed,
-            self.unchanged + other.unchanged,
-            self.bytes + other.bytes,
-            self.source_seconds + other.source_seconds,
-            self.target_seconds + other.target_seconds,
+            versions=self.versions + other.versions,
+            removed=self.removed + other.removed,
+            unchanged=self.unchanged + other.unchanged,
+            skipped=self.skipped + other.skipped,
+            bytes=self.bytes + other.bytes,
+            source_seconds=self.source_seconds + other.source_seconds,
+            target_seconds=self.target_seconds + other.target_seconds,
         )
 
 

@@ -115,6 +115,13 @@ class ProxyWorkers:
                 item_concurrency=self._item_concurrency,
             )
             await backup.run()
+            if backup.total.skipped:
+                status = OutcomeStatus.WARNING
+                more = backup.total.skipped - len(backup.skipped_items)
+                count = backup.total.skipped
+                noun = "item" if count == 1 else "items"
+                error = f"{count} {noun} could not be read: " + "; ".join(backup.skipped_items)
+                error += f"; and {more} more" if more > 0 else ""
         except StopRequested:
             status = OutcomeStatus.STOPPED
         except Exception as exc:  # the run decides about retries; the worker carries on
