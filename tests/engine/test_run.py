@@ -274,3 +274,13 @@ async def test_an_unreadable_item_is_skipped_with_a_warning_and_does_not_block_i
     warning = next(t for t in reporter.titles if "user0@contoso.com finished with warnings" in t)
     assert "4 items" in warning and "1 item could not be read: inbox/m-3: 403 accessDenied" in warning
     assert result.progress == 2
+
+
+async def test_each_object_is_logged_and_counted_as_it_finishes_not_at_the_end_of_the_pass() -> None:
+    world = org(users=2, items=20, page_size=5)
+    world.tenant.content_delay = 0.005
+    started = await start_backup(world, threads=1, retry=RetryPolicy(retries=1))
+    await wait_until(lambda: any("Processing mailbox user0" in t for t in started.reporter.titles))
+    assert not started.task.done()
+    assert started.run.progress == 1
+    assert (await started.result()).status is SessionStatus.SUCCESS

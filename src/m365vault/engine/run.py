@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -188,40 +189,53 @@ class BackupRun:
             for obj in pending:
                 task = BackupTask(self.request.run_id, self.request.organization_id, obj, attempt)
                 await self._queue.put(task)
-            outcomes = await self._collect(len(pending))
-            retry_now = attempt <= retry.retries and not self._stop.is_set()
-            failed: list[BackupObject] = []
-            for outcome in outcomes:
-                obj = outcome.task.obj
-                counts = self._per_object.get(obj.key, Counts())
-                final[obj.key] = ObjectResult(obj, outcome.status, attempt, counts, outcome.error)
-                if outcome.status is OutcomeStatus.FAILED:
-                    failed.append(obj)
-                    if retry_now:
-                        await self._log(
-                            LogStatus.WARNING,
-                            f"Processing {obj.describe()} failed (attempt {attempt}), retrying in "
-                            f"{retry.wait_minutes:g} minutes: {outcome.error}",
-                        )
-                        continue
-                await self._object_done(obj, outcome, counts)
-            if not failed or not retry_now:
+            will_retry: list[BackupObject] = []
+            settle = functools.partial(self._settle, attempt=attempt, final=final, will_retry=will_retry)
+            await self._collect(len(pending), settle)
+            if not will_retry:
                 break
-            failed_set = set(failed)
             try:
                 await until_stopped(self._stop, self._sleep(retry.wait_minutes * 60))
             except StopRequested:
+                for obj in will_retry:  # the retry will not happen: their failure is final
+                    result = final[obj.key]
+                    await self._log(LogStatus.FAILED, f"Processing {obj.describe()} failed: {result.error}")
                 break
-            pending = [obj for obj in plan.objects if obj in failed_set]
+            retrying = set(will_retry)
+            pending = [obj for obj in plan.objects if obj in retrying]
             attempt += 1
         # Objects never dispatched (stop before their pass) count as stopped.
         for obj in plan.objects:
             final.setdefault(obj.key, ObjectResult(obj, OutcomeStatus.STOPPED, attempt, Counts(), None))
         return tuple(final[obj.key] for obj in plan.objects)
 
-    async def _collect(self, expected: int) -> list[TaskOutcome]:
-        outcomes: list[TaskOutcome] = []
-        while len(outcomes) < expected:
+    async def _settle(
+        self,
+        outcome: TaskOutcome,
+        *,
+        attempt: int,
+        final: dict[tuple[str, str], ObjectResult],
+        will_retry: list[BackupObject],
+    ) -> None:
+        """Record one object's outcome as it arrives (a pass can take hours: log it now)."""
+        retry = self.request.retry
+        obj = outcome.task.obj
+        counts = self._per_object.get(obj.key, Counts())
+        final[obj.key] = ObjectResult(obj, outcome.status, attempt, counts, outcome.error)
+        retryable = attempt <= retry.retries and not self._stop.is_set()
+        if outcome.status is OutcomeStatus.FAILED and retryable:
+            will_retry.append(obj)
+            await self._log(
+                LogStatus.WARNING,
+                f"Processing {obj.describe()} failed (attempt {attempt}), retrying in "
+                f"{retry.wait_minutes:g} minutes: {outcome.error}",
+            )
+        else:
+            await self._object_done(obj, outcome, counts)
+
+    async def _collect(self, expected: int, settle: Callable[[TaskOutcome], Awaitable[None]]) -> None:
+        settled = 0
+        while settled < expected:
             event = await self._queue.next_event(self.request.run_id)
             if isinstance(event, PageProgress):
                 self.total = self.total + event.counts
@@ -229,8 +243,8 @@ class BackupRun:
                 self._per_object[key] = self._per_object.get(key, Counts()) + event.counts
                 await self._push_progress()
             else:
-                outcomes.append(event)
-        return outcomes
+                settled += 1
+                await settle(event)
 
     async def _object_done(self, obj: BackupObject, outcome: TaskOutcome, counts: Counts) -> None:
         if outcome.status is OutcomeStatus.SUCCESS:
