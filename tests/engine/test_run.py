@@ -187,7 +187,7 @@ async def test_stop_during_a_retry_wait_ends_at_once() -> None:
 
 @pytest.mark.timeout(20)
 async def test_the_backup_window_terminates_the_run() -> None:
-    world = org(users=4, items=40, page_size=2)
+    world = org(users=4, items=150, page_size=2)  # ~1.5 s of work: longer than the window
     world.tenant.content_delay = 0.01
     started = await start_backup(world, threads=2, deadline=utcnow() + timedelta(seconds=0.4), clock=utcnow)
     began = time.monotonic()
