@@ -10,10 +10,11 @@ import pytest
 from m365vault.clock import FakeClock, utcnow
 from m365vault.engine.planner import JobScope, UserItem
 from m365vault.engine.ports import Bottleneck, ItemUnreadable, LogStatus, SessionStatus, TenantUser
-from m365vault.engine.queue import OutcomeStatus
-from m365vault.engine.run import RetryPolicy, RunRequest, StopReason
+from m365vault.engine.queue import InProcessQueue, OutcomeStatus
+from m365vault.engine.run import BackupRun, RetryPolicy, RunRequest, StopReason
 from m365vault.engine.service import BackupEngine, RunAlreadyActive
 from m365vault.engine.testing import FakeTenant, RecordingReporter, mailbox
+from m365vault.engine.worker import ProxyWorkers
 from tests.engine.harness import World, backup, start_backup, wait_until
 
 
@@ -284,3 +285,32 @@ async def test_each_object_is_logged_and_counted_as_it_finishes_not_at_the_end_o
     assert not started.task.done()
     assert started.run.progress == 1
     assert (await started.result()).status is SessionStatus.SUCCESS
+
+
+async def test_a_failing_log_write_does_not_abort_the_backup() -> None:
+    class FlakyReporter(RecordingReporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        async def log(self, item) -> None:
+            self.calls += 1
+            if self.calls % 2 == 0:
+                raise OSError("database is locked")
+            await super().log(item)
+
+    world = org(users=2)
+    queue = InProcessQueue()
+    reporter = FlakyReporter()
+    run = BackupRun(
+        RunRequest("r", "org-1", "contoso", JobScope(True)),
+        directory=world.tenant,
+        queue=queue,
+        reporter=reporter,
+        clock=FakeClock(),
+    )
+    async with ProxyWorkers(queue, world.ports, clock=FakeClock(), threads=2):
+        result = await run.execute()
+    assert result.status is SessionStatus.SUCCESS
+    assert reporter.status is SessionStatus.SUCCESS
+    assert len(world.catalog.live_content(mailbox("u-1"), "inbox")) == 6

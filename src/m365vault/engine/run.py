@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from m365vault.engine.queue import (
 from m365vault.engine.statistics import Counts, human_bytes, session_statistics
 
 Sleep = Callable[[float], Awaitable[None]]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ class BackupRun:
         now = time.monotonic()
         if force or now - self._last_push >= self._progress_interval:
             self._last_push = now
-            await self._reporter.progress(self.progress, self.statistics)
+            await self._best_effort(self._reporter.progress(self.progress, self.statistics))
 
     async def _watch_deadline(self) -> None:
         deadline = self.request.deadline
@@ -325,10 +327,19 @@ class BackupRun:
         else:
             await self._log(LogStatus.FAILED, f"Job failed at {_stamp(now)}")
         statistics = self.statistics
-        await self._reporter.progress(self.progress, statistics)
+        await self._best_effort(self._reporter.progress(self.progress, statistics))
         await self._reporter.finish(status, self._clock())
+        logger.info("run %s ended %s: %d objects", self.request.run_id, status.value, len(results))
         return RunResult(status, results, statistics, self.progress, plan, self.stop_reason)
 
     async def _log(self, status: LogStatus, text: str) -> None:
         now = self._clock()
-        await self._reporter.log(LogItem(status, f"[{status.value}] {text}", now, now))
+        await self._best_effort(self._reporter.log(LogItem(status, f"[{status.value}] {text}", now, now)))
+
+    async def _best_effort(self, update: Awaitable[None]) -> None:
+        """A log or progress write that fails (a busy database) must not abort the backup;
+        the final status write in `_finish` is not best-effort."""
+        try:
+            await update
+        except Exception:
+            logger.warning("run %s: session update failed", self.request.run_id, exc_info=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -34,6 +35,7 @@ PortsResolver = Callable[[BackupTask], Awaitable[ObjectPorts]]
 job and the catalog of its organization."""
 
 DEFAULT_THREADS = 64
+logger = logging.getLogger(__name__)
 
 
 class ProxyWorkers:
@@ -126,6 +128,7 @@ class ProxyWorkers:
             status = OutcomeStatus.STOPPED
         except Exception as exc:  # the run decides about retries; the worker carries on
             status, error = OutcomeStatus.FAILED, describe_error(exc)
+            logger.warning("run %s: %s failed", task.run_id, task.obj.describe(), exc_info=True)
             if stop.is_set():
                 status = OutcomeStatus.STOPPED
         outcome = TaskOutcome(task.run_id, task, status, total, error)
