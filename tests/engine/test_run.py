@@ -314,3 +314,9 @@ async def test_a_failing_log_write_does_not_abort_the_backup() -> None:
     assert result.status is SessionStatus.SUCCESS
     assert reporter.status is SessionStatus.SUCCESS
     assert len(world.catalog.live_content(mailbox("u-1"), "inbox")) == 6
+
+
+async def test_the_last_log_item_sums_up_the_run() -> None:
+    world = org(users=2, items=3, size=1024)
+    _, reporter = await backup(world)
+    assert reporter.titles[-1].endswith(": 2 of 2 objects processed, 6 items (6.0 KB) backed up, 0 removed")

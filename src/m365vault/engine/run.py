@@ -312,20 +312,27 @@ class BackupRun:
     ) -> RunResult:
         status = self._status(results, plan, could_not_start)
         now = self._clock()
+        done = sum(1 for result in results if result.status is not OutcomeStatus.STOPPED)
+        summary = (
+            f": {done} of {len(results)} objects processed, {self.total.versions} items "
+            f"({human_bytes(self.total.bytes)}) backed up, {self.total.removed} removed"
+            if plan is not None
+            else ""
+        )
         if status is SessionStatus.STOPPED:
             if self.stop_reason is StopReason.WINDOW:
                 await self._log(
                     LogStatus.WARNING,
-                    f"Job was terminated at {_stamp(now)}: the backup window ended",
+                    f"Job was terminated at {_stamp(now)}: the backup window ended{summary}",
                 )
             else:
-                await self._log(LogStatus.WARNING, f"Job was stopped by user at {_stamp(now)}")
+                await self._log(LogStatus.WARNING, f"Job was stopped by user at {_stamp(now)}{summary}")
         elif status is SessionStatus.SUCCESS:
-            await self._log(LogStatus.SUCCESS, f"Job finished at {_stamp(now)}")
+            await self._log(LogStatus.SUCCESS, f"Job finished at {_stamp(now)}{summary}")
         elif status is SessionStatus.WARNING:
-            await self._log(LogStatus.WARNING, f"Job finished with warnings at {_stamp(now)}")
+            await self._log(LogStatus.WARNING, f"Job finished with warnings at {_stamp(now)}{summary}")
         else:
-            await self._log(LogStatus.FAILED, f"Job failed at {_stamp(now)}")
+            await self._log(LogStatus.FAILED, f"Job failed at {_stamp(now)}{summary}")
         statistics = self.statistics
         await self._best_effort(self._reporter.progress(self.progress, statistics))
         await self._reporter.finish(status, self._clock())
