@@ -21,8 +21,8 @@ def safe_filename(text: str | None, extension: str = "", fallback: str = "item")
     dots and spaces go, Windows device names get a `_` prefix, and the UTF-8 length is bounded.
     """
     name = unicodedata.normalize("NFC", text or "")
-    name = _FORBIDDEN.sub("_", name)
-    name = _SPACES.sub(" ", name).strip(" .")
+    # Whitespace first: folded subjects carry tabs and line breaks that are only spaces.
+    name = _FORBIDDEN.sub("_", _SPACES.sub(" ", name)).strip(" .")
     if not name or set(name) == {"_"}:
         name = fallback
     if name.split(".")[0].upper() in _RESERVED:
