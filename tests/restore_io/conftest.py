@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import extract_msg
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,16 +50,26 @@ def sample_mail(subject: str = "Quarterly report – ünïcode", body_from_line:
     if body_from_line:
         text += "From the finance team\n>From quoted already\n.leading dot line\n"
     outer.set_content(text)
-    outer.add_alternative('<html><body><p>Hello <b>Bob</b></p><img src="cid:logo@contoso"></body></html>', subtype="html")
-    html_part = outer.get_payload()[1]
+    outer.add_alternative(
+        '<html><body><p>Hello <b>Bob</b></p><img src="cid:logo@contoso"></body></html>', subtype="html"
+    )
+    html_part = outer.get_body(("html",))
+    assert isinstance(html_part, EmailMessage)
     html_part.add_related(IMAGE_BYTES, maintype="image", subtype="png", cid="<logo@contoso>")
-    outer.add_attachment(ATTACHMENT_BYTES, maintype="application", subtype="octet-stream", filename="numbers.bin")
+    outer.add_attachment(
+        ATTACHMENT_BYTES, maintype="application", subtype="octet-stream", filename="numbers.bin"
+    )
     outer.add_attachment(inner)
     return outer.as_bytes()
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def read_msg(content: bytes) -> extract_msg.Message:
+    """The .msg parsed by extract-msg, the independent reader."""
+    return cast(extract_msg.Message, extract_msg.openMsg(content))
 
 
 async def collect(chunks: AsyncIterable[bytes]) -> bytes:

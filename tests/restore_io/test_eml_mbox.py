@@ -73,13 +73,20 @@ def _undo_mboxrd(body: bytes) -> bytes:
 
 async def test_mbox_round_trips_through_the_mailbox_module(tmp_path: Path) -> None:
     first = sample_mail("First")  # CRLF line ends, body lines starting with From and >From
-    second = b"From: Zed <zed@example.org>\nSubject: Second\nDate: Wed, 04 Mar 2026 10:00:00 +0000\n\nFrom here\nno newline at end"
+    second = (
+        b"From: Zed <zed@example.org>\nSubject: Second\nDate: Wed, 04 Mar 2026 10:00:00 +0000\n"
+        b"\nFrom here\nno newline at end"
+    )
     third = b"Subject: no sender\r\n\r\nbody\r\n"
 
     async def messages() -> AsyncIterator[MboxMessage]:
         yield MboxMessage(lambda: chunked(first, 1))  # CR and LF split across chunks everywhere
         yield MboxMessage(lambda: chunked(second, 7))
-        yield MboxMessage(lambda: [third], sender="archive@contoso.example", received=datetime(2026, 3, 5, 1, 2, 3, tzinfo=UTC))
+        yield MboxMessage(
+            lambda: [third],
+            sender="archive@contoso.example",
+            received=datetime(2026, 3, 5, 1, 2, 3, tzinfo=UTC),
+        )
 
     download = export_to_mbox(messages(), "Bob's mailbox")
     assert (download.filename, download.media_type) == ("Bob's mailbox.mbox", "application/mbox")

@@ -97,7 +97,10 @@ async def test_zip64_member_past_4_gib_streams_in_bounded_memory(tmp_path: Path)
     tracemalloc.start()
     try:
         with path.open("wb") as sink:
-            entries = [ZipFile("big.bin", lazily, MODIFIED), ZipFile("small.txt", lambda: [b"after"], MODIFIED)]
+            entries = [
+                ZipFile("big.bin", lazily, MODIFIED),
+                ZipFile("small.txt", lambda: [b"after"], MODIFIED),
+            ]
             async for chunk in stream_zip(entries, level=1):
                 sink.write(chunk)
         _, peak = tracemalloc.get_traced_memory()
