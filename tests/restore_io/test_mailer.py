@@ -217,3 +217,19 @@ async def test_bad_input_is_refused_before_any_connection() -> None:
 )
 def test_security_follows_use_ssl_and_port(body: dict, expected: Security) -> None:
     assert SmtpSettings.from_v3(body).resolved_security() is expected
+
+
+async def test_eight_bit_mail_item_goes_with_body_8bitmime(smtp_server) -> None:
+    server = smtp_server()
+    settings = SmtpSettings(server="127.0.0.1", port=server.port, from_address="v@contoso.example")
+    raw = (
+        "Subject: Grüße\nFrom: a@contoso.example\nContent-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: 8bit\n\nSchöne Grüße\n"
+    ).encode()
+    item = mail_item_attachment("Grüße", lambda: [raw])
+    await send_mail(settings, to="b@contoso.example", subject="s", text="t", attachments=[item])
+    [envelope] = server.received.envelopes
+    assert "BODY=8BITMIME" in envelope.mail_options
+    [attachment] = list(_parse(envelope.content).iter_attachments())
+    assert attachment.get_filename() == "Grüße.eml"
+    assert attachment.get_content().get_content() == "Schöne Grüße\r\n"

@@ -82,3 +82,19 @@ async def test_several_items_arrive_as_a_zip_of_msgs_with_unique_names() -> None
 def test_nothing_selected_is_a_clear_error() -> None:
     with pytest.raises(NothingToSave):
         save_many_to_msg([])
+
+
+async def test_text_attachments_keep_their_exact_bytes_in_any_charset() -> None:
+    latin = "Prüfbericht für Köln\r\nZeile 2".encode("latin-1")
+    mime = (
+        b"Subject: charsets\r\nFrom: a@contoso.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n--b\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+        b'Content-Disposition: attachment; filename="k.txt"\r\n'
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n" + latin + b"\r\n--b--\r\n"  # that CRLF is the boundary's
+    )
+    parsed = read_msg(await collect((await save_to_msg("charsets", lambda: [mime])).chunks))
+    [attachment] = parsed.attachments
+    assert attachment.longFilename == "k.txt"
+    assert attachment.data == latin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import tracemalloc
@@ -117,3 +118,21 @@ async def test_zip64_member_past_4_gib_streams_in_bounded_memory(tmp_path: Path)
                 actual.update(piece)
         assert actual.digest() == expected.digest()
         assert archive.read("small.txt") == b"after"
+
+
+async def test_a_client_that_goes_away_stops_the_archive(tmp_path: Path) -> None:
+    """An HTTP client disconnecting closes the stream: reading stops and nothing hangs."""
+    produced: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        for index in range(100_000):
+            produced.append(index)
+            yield bytes(range(256)) * 256
+
+    stream = stream_zip([ZipFile("endless.bin", endless)], level=1)
+    first = await anext(stream)
+    assert first.startswith(b"PK\x03\x04")
+    await asyncio.wait_for(stream.aclose(), timeout=10)  # type: ignore[attr-defined]
+    read_so_far = len(produced)
+    await asyncio.sleep(0.2)
+    assert len(produced) == read_so_far < 1000
