@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import re
 from collections.abc import AsyncIterator
@@ -10,6 +11,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from m365vault.restore.formats.download import content_disposition
 from m365vault.restore.formats.eml import save_to_eml
@@ -124,3 +127,28 @@ def test_pst_notice_names_the_alternatives() -> None:
     assert PST_EXPORT_STATUS == 501
     for alternative in ("exportToMbox", "saveToEml", "savetoMsg"):
         assert alternative in PST_EXPORT_UNAVAILABLE
+
+
+_LINE = st.sampled_from(
+    [b"From x", b">From y", b">>From ", b"From", b"Fro", b">", b"", b"text", b" From z", b"\r"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(_LINE, max_size=12), cuts=st.lists(st.integers(1, 9), min_size=1, max_size=5))
+def test_mboxrd_quoting_undoes_exactly_for_any_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    body = b"\n".join(lines)
+    mime = b"Subject: p\n\n" + body
+    pieces, position, index = [], 0, 0
+    while position < len(mime):
+        size = cuts[index % len(cuts)]
+        pieces.append(mime[position : position + size])
+        position, index = position + size, index + 1
+
+    out = asyncio.run(collect(export_to_mbox([MboxMessage(lambda: pieces)]).chunks))
+    from_line, rest = out.split(b"\n", 1)
+    assert from_line.startswith(b"From MAILER-DAEMON ")
+    assert not re.search(rb"(?m)^From ", rest)  # no line a reader could take for a new message
+    expected = mime.replace(b"\r\n", b"\n")
+    expected += b"\n" if not expected.endswith(b"\n") else b""
+    assert _undo_mboxrd(rest) == expected + b"\n"

@@ -20,10 +20,9 @@ from m365vault.restore.formats.names import safe_filename
 
 MBOX_MEDIA_TYPE = "application/mbox"
 _FROM_LINE = re.compile(rb">*From ")
+_FROM_LINES = re.compile(rb"^>*From ", re.MULTILINE)
 # Headers are read before the From_ line is written; a header block past this is not mail.
 _MAX_HEAD = 1024 * 1024
-# A line longer than this is passed on in pieces once its start is known not to need quoting.
-_MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,51 +100,55 @@ async def _lf_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield carry
 
 
-def _lines(data: bytes) -> list[bytes]:
-    """Split on LF only (a lone CR is not a line end in mbox), keeping the line ends."""
-    parts = data.split(b"\n")
-    lines = [part + b"\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
 class _FromQuoter:
-    """Adds the `>` of mboxrd to lines that match `>*From `, across chunk boundaries."""
+    """Adds the `>` of mboxrd to lines that match `>*From `, across chunk boundaries.
+
+    Whole lines go through one regular expression per chunk; only a line's undecided start (it
+    may still become `>*From `) is held back until a later byte settles it.
+    """
 
     def __init__(self) -> None:
-        self._line = b""  # the start of the current line, while it may still need quoting
-        self._decided = False  # the current line's start has been written out
+        self._start = b""  # the start of the current line, while it may still need quoting
+        self._mid_line = False  # the current line's start is out; pass bytes on to its end
         self._last = b"\n"
 
     def feed(self, data: bytes) -> bytes:
         out = bytearray()
-        for piece in _lines(data):
-            if self._decided:
-                out += piece
-            else:
-                self._line += piece
-                if piece.endswith(b"\n") or self._settled():
-                    out += self._quoted(self._line)
-                    self._line, self._decided = b"", True
-            if piece.endswith(b"\n"):
-                self._decided = False
-        if out:
-            self._last = bytes(out[-1:])
-        return bytes(out)
+        if self._mid_line:
+            end = data.find(b"\n")
+            if end < 0:
+                return self._emitted(data)
+            out += data[: end + 1]
+            data, self._mid_line = data[end + 1 :], False
+        data, self._start = self._start + data, b""
+        cut = data.rfind(b"\n") + 1
+        lines = data[:cut]
+        # base64 has no space, so most chunks skip the expression entirely.
+        out += _FROM_LINES.sub(b">\\g<0>", lines) if b"From " in lines else lines
+        rest = data[cut:]
+        if _settled(rest):
+            out += _quoted(rest)
+            self._mid_line = True
+        else:
+            self._start = rest
+        return self._emitted(bytes(out))
 
     def finish(self) -> bytes:
-        tail = self._quoted(self._line) if self._line else b""
-        if tail:
-            self._last = tail[-1:]
+        tail = self._emitted(_quoted(self._start)) if self._start else b""
         # Every message ends with a newline; the caller adds the blank separator line.
         return tail + (b"" if self._last == b"\n" else b"\n")
 
-    def _settled(self) -> bool:
-        # Long enough to know: either it already matched, or it has a byte that rules it out.
-        stripped = self._line.lstrip(b">")
-        return len(self._line) > _MAX_LINE and (len(stripped) >= 5 or not b"From ".startswith(stripped))
+    def _emitted(self, out: bytes) -> bytes:
+        if out:
+            self._last = out[-1:]
+        return out
 
-    @staticmethod
-    def _quoted(line: bytes) -> bytes:
-        return b">" + line if _FROM_LINE.match(line) else line
+
+def _settled(start: bytes) -> bool:
+    """Whether a line's first bytes already tell if it is `>*From ` (or can no longer be)."""
+    stripped = start.lstrip(b">")
+    return len(stripped) >= 5 or not b"From ".startswith(stripped)
+
+
+def _quoted(line: bytes) -> bytes:
+    return b">" + line if _FROM_LINE.match(line) else line
