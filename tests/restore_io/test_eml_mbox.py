@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import mailbox
 import re
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -14,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m365vault.restore.formats.download import content_disposition
-from m365vault.restore.formats.eml import save_to_eml
+from m365vault.restore.errors import NothingToSave
+from m365vault.restore.formats.download import MailItem, content_disposition
+from m365vault.restore.formats.eml import save_many_to_eml, save_to_eml
 from m365vault.restore.formats.mbox import MboxMessage, export_to_mbox
 from m365vault.restore.formats.names import UniqueNames, safe_filename
 from m365vault.restore.formats.pst import PST_EXPORT_STATUS, PST_EXPORT_UNAVAILABLE
@@ -152,3 +155,15 @@ def test_mboxrd_quoting_undoes_exactly_for_any_chunking(lines: list[bytes], cuts
     expected = mime.replace(b"\r\n", b"\n")
     expected += b"\n" if not expected.endswith(b"\n") else b""
     assert _undo_mboxrd(rest) == expected + b"\n"
+
+
+async def test_several_emls_arrive_as_a_zip_of_original_mime() -> None:
+    first, second = sample_mail("One"), sample_mail("Two")
+    download = save_many_to_eml(
+        [MailItem("One", lambda: [first]), MailItem("One", lambda: chunked(second, 99))]
+    )
+    archive = zipfile.ZipFile(io.BytesIO(await collect(download.chunks)))
+    assert archive.namelist() == ["One.eml", "One (2).eml"]
+    assert archive.read("One.eml") == first and archive.read("One (2).eml") == second
+    with pytest.raises(NothingToSave):
+        save_many_to_eml([])

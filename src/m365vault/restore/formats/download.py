@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote
 
 from m365vault.restore.errors import ItemTooLarge
@@ -27,6 +28,15 @@ class Download:
     @property
     def content_disposition(self) -> str:
         return content_disposition(self.filename)
+
+
+@dataclass(frozen=True)
+class MailItem:
+    """One mail item to output: its subject (for the file name), its MIME and when it arrived."""
+
+    subject: str | None
+    open: Opener
+    received: datetime | None = None
 
 
 def content_disposition(filename: str) -> str:

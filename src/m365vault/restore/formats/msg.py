@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
@@ -23,7 +22,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from aspose.email_foss import msg as mapi
 
 from m365vault.restore.errors import NothingToSave
-from m365vault.restore.formats.download import Download, Opener, read_all
+from m365vault.restore.formats.download import Download, MailItem, Opener, read_all
 from m365vault.restore.formats.names import UniqueNames, safe_filename
 from m365vault.restore.formats.zipstream import ZipEntry, ZipFile, zip_download
 
@@ -45,13 +44,8 @@ _STRING = mapi.PropertyTypeCode.PTYP_STRING
 _IMPORTANCE = {"low": 0, "normal": 1, "high": 2}
 
 
-@dataclass(frozen=True)
-class MsgSource:
-    """One mail item to save: its subject (for the file name), its MIME and when it arrived."""
-
-    subject: str | None
-    open: Opener
-    received: datetime | None = None
+# Kept under this name for callers that only deal in .msg.
+MsgSource = MailItem
 
 
 def msg_filename(subject: str | None) -> str:
