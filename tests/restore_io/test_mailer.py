@@ -67,7 +67,7 @@ async def test_plain_smtp_delivers_items_as_attachments(smtp_server) -> None:
     sent = await send_mail(
         settings,
         to="Helpdesk <help@contoso.example>; bob@contoso.example",
-        subject="Your restored items – März",
+        subject="Your restored items –\r\n März",
         text="Here they are.\n.a line with a leading dot\n",
         attachments=_items(),
         clock=CLOCK,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
@@ -98,3 +100,20 @@ async def test_text_attachments_keep_their_exact_bytes_in_any_charset() -> None:
     [attachment] = parsed.attachments
     assert attachment.longFilename == "k.txt"
     assert attachment.data == latin
+
+
+async def test_a_mail_that_is_one_bare_attachment_keeps_it() -> None:
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 4
+    mime = (
+        b"Subject: scan\r\nFrom: scanner@contoso.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: application/pdf; name="scan.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+    )
+    download = await save_to_msg("scan", bytes_opener(mime))
+    parsed = read_msg(await collect(download.chunks))
+    [attachment] = parsed.attachments
+    assert (attachment.longFilename, attachment.data) == ("scan.pdf", pdf)
+
+
+def bytes_opener(content: bytes) -> Callable[[], bytes]:
+    return lambda: content  # one buffer, not a list of chunks

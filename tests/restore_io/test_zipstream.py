@@ -52,6 +52,7 @@ async def test_folder_tree_as_zip_keeps_paths_bytes_times_and_empty_folders() ->
         tracked("Projects/Sub/b.bin", ATTACHMENT_BYTES),
         tracked("Projects/a.txt", b"second version"),
         tracked("../../etc/passwd", b"not escaping"),
+        tracked("Köln/Bericht – März.txt", b"utf-8 names"),
     ]
     download = save_documents(documents, folders=["Projects/Empty"], archive_name="OneDrive of Bob.zip")
     assert download.filename == "OneDrive of Bob.zip"
@@ -64,12 +65,15 @@ async def test_folder_tree_as_zip_keeps_paths_bytes_times_and_empty_folders() ->
         "Projects/Sub/b.bin",
         "Projects/a (2).txt",
         "etc/passwd",
+        "Köln/Bericht – März.txt",
     ]
     assert archive.read("Projects/Sub/b.bin") == ATTACHMENT_BYTES
     assert archive.read("Projects/a (2).txt") == b"second version"
     assert archive.getinfo("Projects/a.txt").date_time == (2026, 2, 1, 12, 30, 10)
     assert archive.getinfo("Projects/Empty/").is_dir()
-    assert opened == ["Projects/a.txt", "Projects/Sub/b.bin", "Projects/a.txt", "../../etc/passwd"]
+    assert archive.read("Köln/Bericht – März.txt") == b"utf-8 names"
+    assert archive.getinfo("Köln/Bericht – März.txt").flag_bits & 0x800  # names flagged as UTF-8
+    assert opened == [document.path for document in documents]
 
 
 async def test_as_zip_for_one_document_and_nothing_to_save() -> None:

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from enum import Enum
 from typing import IO, Any
 
@@ -190,7 +190,7 @@ async def send_mail(
     recipients = parse_addresses(to)
     if not recipients or any("@" not in address for address in recipients):
         raise InvalidMailSettings(f"no valid recipient address in {to!r}")
-    from_address = (sender or settings.from_address).strip()
+    from_address = parseaddr(sender or settings.from_address)[1]
     if "@" not in from_address:
         raise InvalidMailSettings("no sender address: set `from` in the email settings or the request")
     message_id = make_msgid(domain=from_address.rpartition("@")[2] or None)
@@ -262,7 +262,7 @@ def _headers(sender: str, recipients: list[str], subject: str, message_id: str, 
     head = EmailMessage(policy=policy.SMTP)
     head["From"] = sender
     head["To"] = ", ".join(recipients)
-    head["Subject"] = subject
+    head["Subject"] = " ".join(subject.split())  # a line break in a subject would end the header
     head["Date"] = format_datetime(clock())
     head["Message-ID"] = message_id
     head["MIME-Version"] = "1.0"

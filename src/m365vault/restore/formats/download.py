@@ -10,7 +10,7 @@ from urllib.parse import quote
 from m365vault.restore.errors import ItemTooLarge
 
 # The content of an item or document, as the repository hands it over.
-Chunks = AsyncIterable[bytes] | Iterable[bytes]
+Chunks = AsyncIterable[bytes] | Iterable[bytes] | bytes
 # Opens an item's content only when the output reaches it, so a ZIP of a thousand documents holds
 # one repository read open at a time.
 Opener = Callable[[], Chunks]
@@ -47,7 +47,11 @@ def content_disposition(filename: str) -> str:
 
 async def iterate(chunks: Chunks) -> AsyncIterator[bytes]:
     """Walk sync and async byte streams alike, skipping empty chunks."""
-    if isinstance(chunks, AsyncIterable):
+    if isinstance(chunks, bytes | bytearray | memoryview):
+        # One buffer handed over whole; iterating it would yield ints, not bytes.
+        if chunks:
+            yield bytes(chunks)
+    elif isinstance(chunks, AsyncIterable):
         async for chunk in chunks:
             if chunk:
                 yield bytes(chunk)

@@ -151,7 +151,10 @@ def _to_mapi(message: EmailMessage, headers: str, received: datetime | None) -> 
     if html is not None:
         item.body_html = _text(html)
     chosen = {id(part) for part in (plain, html) if part is not None}
-    for index, part in enumerate(_attachment_parts(message, chosen), start=1):
+    # A mail that is a single non-text part (a bare PDF, say) is all attachment.
+    parts: list[Message] = [message] if not message.is_multipart() and id(message) not in chosen else []
+    parts += _attachment_parts(message, chosen)
+    for index, part in enumerate(parts, start=1):
         _attach(item, part, index)
     return item
 
@@ -200,13 +203,17 @@ def _text(part: Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
-def _attachment_parts(part: Message, chosen: set[int]) -> Iterator[Message]:
+def _attachment_parts(part: Message, chosen: set[int]) -> list[Message]:
+    return list(_walk_attachments(part, chosen))
+
+
+def _walk_attachments(part: Message, chosen: set[int]) -> Iterator[Message]:
     """Every leaf part that is not a chosen body, without descending into attached messages."""
     for child in part.iter_parts() if isinstance(part, EmailMessage) else ():
         if id(child) in chosen:
             continue
         if child.get_content_maintype() == "multipart":
-            yield from _attachment_parts(child, chosen)
+            yield from _walk_attachments(child, chosen)
         else:
             yield child
 
