@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import sys
+import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,8 @@ from m365vault.restore.mailer import (
     send_mail,
 )
 from tests.restore_io.conftest import ATTACHMENT_BYTES, TlsFiles, chunked, read_msg, sample_mail
+from tests.support.net import free_port
+from tests.support.processes import ChildProcess
 
 CLOCK = FakeClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
 
@@ -233,3 +240,64 @@ async def test_eight_bit_mail_item_goes_with_body_8bitmime(smtp_server) -> None:
     [attachment] = list(_parse(envelope.content).iter_attachments())
     assert attachment.get_filename() == "Grüße.eml"
     assert attachment.get_content().get_content() == "Schöne Grüße\r\n"
+
+
+@pytest.mark.slow
+async def test_a_large_item_is_spooled_not_held_twice(tmp_path: Path) -> None:
+    """24 MiB through a server in another process: our peak memory stays far below the mail."""
+    port = free_port()
+    server = ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+            "-s",
+            "0",
+        ],
+        tmp_path / "smtpd.log",
+    )
+    try:
+        _wait_for_port(port, server)
+        block = bytes(range(256)) * 4096  # 1 MiB
+
+        def big() -> AsyncIterator[bytes]:
+            async def chunks() -> AsyncIterator[bytes]:
+                for _ in range(24):
+                    yield block
+
+            return chunks()
+
+        settings = SmtpSettings(server="127.0.0.1", port=port, from_address="v@contoso.example")
+        tracemalloc.start()
+        try:
+            sent = await send_mail(
+                settings,
+                to="b@contoso.example",
+                subject="big",
+                text="t",
+                attachments=[MailAttachment("big.bin", big)],
+                max_message_bytes=80 * 1024 * 1024,
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert sent.size > 32 * 1024 * 1024  # 24 MiB as base64
+        assert peak < 20 * 1024 * 1024, f"peak {peak} bytes for a {sent.size}-byte mail"
+    finally:
+        server.terminate()
+
+
+def _wait_for_port(port: int, process: ChildProcess) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.proc.poll() is None, process.log()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(process.log())
