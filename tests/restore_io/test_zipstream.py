@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import tracemalloc
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -134,6 +135,41 @@ async def test_a_client_that_goes_away_stops_the_archive(tmp_path: Path) -> None
     first = await anext(stream)
     assert first.startswith(b"PK\x03\x04")
     await asyncio.wait_for(stream.aclose(), timeout=10)  # type: ignore[attr-defined]
+    for _ in range(50):  # the archive's writer thread ends too
+        if not [t for t in threading.enumerate() if t.name.startswith("zipstream")]:
+            break
+        await asyncio.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name.startswith("zipstream")]
     read_so_far = len(produced)
     await asyncio.sleep(0.2)
     assert len(produced) == read_so_far < 1000
+
+
+async def test_many_archives_at_once_do_not_starve_the_default_executor() -> None:
+    """Members whose reads use worker threads (decryption, say) while many ZIPs stream at once."""
+
+    def member() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield await asyncio.to_thread(bytes, 1000)
+
+        return chunks()
+
+    async def one_archive() -> bytes:
+        return await collect(stream_zip([ZipFile(f"m{index}.bin", member) for index in range(3)]))
+
+    archives = await asyncio.wait_for(asyncio.gather(*(one_archive() for _ in range(40))), timeout=30)
+    for content in archives:
+        assert zipfile.ZipFile(io.BytesIO(content)).read("m2.bin") == bytes(3000)
+
+
+async def test_a_failing_read_reaches_the_consumer() -> None:
+    def broken() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first"
+            raise OSError("pack file unreadable")
+
+        return chunks()
+
+    with pytest.raises(OSError, match="pack file unreadable"):
+        await collect(stream_zip([ZipFile("a.bin", broken)]))

@@ -1,21 +1,25 @@
 """ZIP archives streamed as they are written: never whole in memory, never seeking back.
 
 stream-zip writes each member with a data descriptor and ZIP64 fields (so members and archives
-past 4 GiB are fine) and the central directory at the end. Its async form runs the compressor in
-worker threads, so deflating a large document does not stall the event loop. Members are opened
-only when the archive reaches them.
+past 4 GiB are fine) and the central directory at the end. It runs here in a thread of each
+archive's own, so deflating a large document does not stall the event loop, and pulls member
+bytes back through the loop. Members are opened only when the archive reaches them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import stat
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
-from stream_zip import ZIP_64, AsyncMemberFile, async_stream_zip
+from stream_zip import ZIP_64, AsyncMemberFile, MemberFile
+from stream_zip import stream_zip as zip_members
 
 from m365vault.restore.errors import NothingToSave
 from m365vault.restore.formats.download import Chunks, Download, Opener, iterate
@@ -55,8 +59,72 @@ async def stream_zip(
     def compressor() -> zlib._Compress:
         return zlib.compressobj(level=level, wbits=-zlib.MAX_WBITS)
 
-    async for chunk in async_stream_zip(_members(entries), get_compressobj=compressor):
-        yield chunk
+    bridge = _Bridge(asyncio.get_running_loop())
+    archive = cast(
+        Generator[bytes, None, None],
+        zip_members(bridge.members(_members(entries)), get_compressobj=compressor),
+    )
+    # A thread of the archive's own: it waits on the event loop for member bytes, and parked in
+    # the shared default executor it could starve the very reads it waits for (decryption, say).
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zipstream")
+    try:
+        while (chunk := await asyncio.wrap_future(pool.submit(_next_chunk, archive))) is not None:
+            yield chunk
+    finally:
+        bridge.close()
+        pool.submit(archive.close)  # after any call still running, in the same thread
+        pool.shutdown(wait=False)
+
+
+def _next_chunk(archive: Iterator[bytes]) -> bytes | None:
+    return next(archive, None)
+
+
+class _ArchiveClosed(Exception):
+    """The consumer went away; stops the writer thread at its next read."""
+
+
+class _Bridge:
+    """Lets the writer thread pull async iterators one item at a time through the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: Future[object] | None = None
+        self._closed = False
+
+    def members(self, members: AsyncIterator[AsyncMemberFile]) -> Iterator[MemberFile]:
+        for name, modified, mode, method, chunks in self._pull(members):
+            yield name, modified, mode, method, self._pull(aiter(chunks))
+
+    def close(self) -> None:
+        self._closed = True
+        if (waiting := self._waiting) is not None:
+            waiting.cancel()
+
+    def _pull(self, iterator: AsyncIterator[_T]) -> Iterator[_T]:
+        while True:
+            if self._closed:
+                raise _ArchiveClosed
+            waiting = asyncio.run_coroutine_threadsafe(_next(iterator), self._loop)
+            self._waiting = waiting
+            try:
+                item = waiting.result()
+            finally:
+                self._waiting = None
+            if item is _END:
+                return
+            yield cast(_T, item)
+
+
+_T = TypeVar("_T")
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[object]) -> object:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _END
 
 
 def zip_download(
