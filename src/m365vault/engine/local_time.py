@@ -63,8 +63,10 @@ def _transition_between(tz: ZoneInfo, low: datetime, high: datetime) -> datetime
     Precondition: the offsets at `low` and `high` differ, and there is one transition between.
     Transitions fall on whole seconds, so a binary search on seconds is exact.
     """
+    # Searching from a whole second keeps the answer on the whole second the change happens at.
+    low = low.replace(microsecond=0)
     before = utc_offset(tz, low)
-    lo, hi = 0, int((high - low) / _SECOND)
+    lo, hi = 0, -((low - high) // _SECOND)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if utc_offset(tz, low + mid * _SECOND) == before:

@@ -221,9 +221,10 @@ class SchedulePolicy:
             raise SchedulePolicyError([f"type is required when {', '.join(touched)} change"])
         merged = self.to_v3()
         for key, value in changes.items():
-            canonical = _canonical_key(key, merged) or key
+            canonical = _canonical_key(key, _V3_KEYS) or key
             if canonical == "backupWindowSettings" and isinstance(value, Mapping):
-                merged[canonical] = {**merged[canonical], **value}
+                nested = {_canonical_key(name, _WINDOW_KEYS) or name: item for name, item in value.items()}
+                merged[canonical] = {**merged[canonical], **nested}
             else:
                 merged[canonical] = value
         return SchedulePolicy.from_v3(merged)
@@ -275,7 +276,23 @@ _E = TypeVar("_E", bound=StrEnum)
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
-def _canonical_key(key: str, known: Mapping[str, Any]) -> str | None:
+_V3_KEYS = (
+    "type",
+    "dailyType",
+    "dailyTime",
+    "periodicallyEvery",
+    "backupWindowEnabled",
+    "backupWindowSettings",
+    "retryEnabled",
+    "retryNumber",
+    "retryWaitInterval",
+)
+
+
+_WINDOW_KEYS = ("backupWindow", "minuteOffset")
+
+
+def _canonical_key(key: str, known: Sequence[str]) -> str | None:
     for name in known:
         if name.lower() == key.lower():
             return name
