@@ -12,10 +12,12 @@ tz database since the era of local mean time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)
@@ -36,6 +38,36 @@ class Piece:
     def instant(self, wall: datetime) -> datetime:
         """The instant at which this piece's clock reads `wall` (may fall outside the piece)."""
         return (wall - self.offset).replace(tzinfo=UTC)
+
+
+def load_time_zone(
+    name: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    localtime: Path = Path("/etc/localtime"),
+) -> ZoneInfo:
+    """The server's time zone for schedules: an IANA name, or the host's zone when `name` is None.
+
+    The host's zone comes from the TZ variable, else the /etc/localtime link, else UTC. A name the
+    tz database does not know is refused with a clear error rather than falling back silently,
+    because every nextRun would then be off by hours.
+    """
+    if name is None:
+        name = environ.get("TZ", "").removeprefix(":") or _zone_of_link(localtime) or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        ) from None
+
+
+def _zone_of_link(localtime: Path) -> str | None:
+    try:
+        target = str(localtime.resolve(strict=True))
+    except OSError:
+        return None
+    _, found, key = target.partition("zoneinfo/")
+    return key if found and key else None
 
 
 def require_aware(value: datetime, name: str) -> datetime:

@@ -200,7 +200,11 @@ def _opening(window: BackupWindow, tz: ZoneInfo, at: datetime) -> datetime | Non
 
 def _closed_span_start(window: BackupWindow, tz: ZoneInfo, at: datetime) -> datetime:
     """Where the closed span containing `at` began (looking back at most `_LOOKBACK`)."""
-    last_start = at - _LOOKBACK
-    for span_start, _, _ in _window_spans(window, tz, at - _LOOKBACK, at + _TICK):
-        last_start = span_start
-    return last_start
+    # Most closed spans are shorter than a day: look back a day first, a week and a day if needed.
+    for lookback in (timedelta(days=1), _LOOKBACK):
+        last_start = at - lookback
+        for span_start, _, _ in _window_spans(window, tz, at - lookback, at + _TICK):
+            last_start = span_start
+        if last_start > at - lookback:
+            return last_start
+    return at - _LOOKBACK

@@ -127,7 +127,11 @@ class Scheduler:
         """Handle every job once; return the earliest upcoming due time (None: nothing scheduled)."""
         now = self._clock()
         soonest: datetime | None = None
-        for job in await self._jobs.list_jobs():
+        jobs = await self._jobs.list_jobs()
+        present = {job.id for job in jobs}
+        for gone in self._seen_policies.keys() - present:  # deleted jobs
+            del self._seen_policies[gone]
+        for job in jobs:
             try:
                 upcoming = await self._handle(job, now)
             except Exception:  # one broken job must not stop the schedule of the others
