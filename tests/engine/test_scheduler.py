@@ -314,3 +314,20 @@ async def test_tick_alone_is_usable_without_the_loop(store: FakeStore, vt: Virtu
 def test_job_schedule_state_is_a_scheduled_job() -> None:
     state: ScheduledJob = JobScheduleState("j", True, DAILY_9)
     assert next_run(state.schedule_policy, START, BERLIN) == berlin("2026-06-03 09:00")
+
+
+async def test_the_loop_follows_dst_changes_in_the_server_zone() -> None:
+    vt = VirtualTime(datetime(2026, 3, 28, 12, 0, tzinfo=UTC))
+    store = FakeStore(vt.now)
+    store.add("night", SchedulePolicy(daily_time=time(2, 30)))
+    async with running(make_scheduler(store, vt), vt):
+        await vt.advance(timedelta(days=2))
+        vt.clock.set(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))  # the clock jumps; the loop copes
+        await vt.advance(timedelta(days=2))
+    assert [due.astimezone(BERLIN).isoformat() for due in store.started("night")] == [
+        "2026-03-29T03:00:00+02:00",  # 02:30 does not exist: first valid moment after the jump
+        "2026-03-30T02:30:00+02:00",
+        "2026-03-31T02:30:00+02:00",  # the due time persisted before the jump, caught up once
+        "2026-10-25T02:30:00+02:00",  # the repeated hour: first pass only
+        "2026-10-26T02:30:00+01:00",
+    ]
