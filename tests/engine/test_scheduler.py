@@ -103,8 +103,8 @@ async def running(scheduler: Scheduler, vt: VirtualTime) -> AsyncIterator[Schedu
             await task
 
 
-def make_scheduler(store: FakeStore, vt: VirtualTime) -> Scheduler:
-    return Scheduler(store, BERLIN, clock=vt.now, sleep=vt.sleep)
+def make_scheduler(store: FakeStore, vt: VirtualTime, poll: timedelta = timedelta(minutes=1)) -> Scheduler:
+    return Scheduler(store, BERLIN, clock=vt.now, sleep=vt.sleep, poll_interval=poll)
 
 
 def berlin(text: str) -> datetime:
@@ -113,7 +113,7 @@ def berlin(text: str) -> datetime:
 
 async def test_enabled_daily_job_fires_at_each_due_time_exactly(store: FakeStore, vt: VirtualTime) -> None:
     store.add("daily", DAILY_9)
-    async with running(make_scheduler(store, vt), vt):
+    async with running(make_scheduler(store, vt, poll=timedelta(hours=1)), vt):
         assert store.jobs["daily"].next_run == berlin("2026-06-03 09:00")  # nextRun shown before the run
         await vt.advance(timedelta(days=3))
     expected = [berlin(f"2026-06-0{day} 09:00") for day in (3, 4, 5)]
@@ -320,7 +320,7 @@ async def test_the_loop_follows_dst_changes_in_the_server_zone() -> None:
     vt = VirtualTime(datetime(2026, 3, 28, 12, 0, tzinfo=UTC))
     store = FakeStore(vt.now)
     store.add("night", SchedulePolicy(daily_time=time(2, 30)))
-    async with running(make_scheduler(store, vt), vt):
+    async with running(make_scheduler(store, vt, poll=timedelta(hours=1)), vt):
         await vt.advance(timedelta(days=2))
         vt.clock.set(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))  # the clock jumps; the loop copes
         await vt.advance(timedelta(days=2))
