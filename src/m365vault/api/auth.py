@@ -87,7 +87,10 @@ async def _token_fields(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().casefold()
     raw: Mapping[str, Any]
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
+        try:
+            form = await request.form()
+        except Exception as exc:  # python-multipart raises several kinds on damaged bodies
+            raise InvalidRequest("The form body cannot be read.") from exc
         raw = {k: v for k, v in form.items() if isinstance(v, str)}
     else:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import typer
@@ -46,7 +47,14 @@ def serve(
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     scheme = "http" if http else "https"
     typer.echo(f"m365vault listening on {scheme}://{host}:{port}/v3 (Swagger UI at /swagger)")
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal under the handler that
+    # was installed before it; make that handler a normal exit, so a clean stop exits with 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, **ssl)  # type: ignore[arg-type]
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def register(app: typer.Typer) -> None:

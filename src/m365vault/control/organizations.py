@@ -284,12 +284,12 @@ class Organizations:
     async def tenant_objects(
         self, org_id: uuid.UUID, kind: str, offset: int, limit: int, parent_id: str | None = None
     ) -> TenantPage:
+        creds = await in_thread(lambda: self.credentials(org_id))  # unknown organization: 404 first
         directory = self._s.tenant_directory
         if directory is None:
             raise NotAvailable(
                 "Tenant listings are not available: the Microsoft 365 connector is not configured."
             )
-        creds = await in_thread(lambda: self.credentials(org_id))
         return await directory.list_objects(creds, kind, offset, limit, parent_id)
 
     # ------------------------------------------------------------ helpers
