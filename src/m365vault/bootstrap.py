@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
@@ -44,6 +45,7 @@ class ServerConfig:
     clock: Clock = utcnow
     ports: Ports = field(default_factory=Ports)
     throttle: ThrottlePolicy | None = None
+    password_hasher: PasswordHasher | None = None  # None: argon2id with RFC 9106 defaults
 
     @property
     def database_url(self) -> str:
@@ -68,7 +70,7 @@ def build_control(config: ServerConfig, engine: Engine) -> Control:
         backup_runner=config.ports.backup_runner,
         repository_initialiser=config.ports.repository_initialiser,
     )
-    return Control(services, config.throttle)
+    return Control(services, config.throttle, config.password_hasher)
 
 
 @dataclass(frozen=True)

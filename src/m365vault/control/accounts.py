@@ -36,11 +36,6 @@ class ThrottlePolicy:
     lockout: timedelta = timedelta(minutes=15)
 
 
-_hasher = PasswordHasher()
-# Verified when the user name is unknown, so both paths cost one argon2 verification.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
 @dataclass(frozen=True)
 class Principal:
     """The account a request runs as."""
@@ -61,10 +56,6 @@ class IssuedTokens:
         return f"IssuedTokens(user_name={self.user_name!r}, expires={self.expires!r})"
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -75,9 +66,15 @@ def _check_password_rules(password: str) -> None:
 
 
 class Accounts:
-    def __init__(self, services: Services, throttle: ThrottlePolicy | None = None) -> None:
+    def __init__(
+        self, services: Services, throttle: ThrottlePolicy | None = None, hasher: PasswordHasher | None = None
+    ) -> None:
         self._s = services
         self._throttle = throttle or ThrottlePolicy()
+        # argon2id with the library's RFC 9106 defaults; tests may pass cheaper parameters.
+        self._hasher = hasher or PasswordHasher()
+        # Verified when the user name is unknown, so both paths cost one argon2 verification.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     # ------------------------------------------------------------ accounts (CLI and first start)
     def add(self, name: str, password: str) -> uuid.UUID:
@@ -85,7 +82,7 @@ class Accounts:
         if not name:
             raise InvalidRequest("The user name must not be empty.")
         _check_password_rules(password)
-        password_hash = hash_password(password)
+        password_hash = self._hasher.hash(password)
         try:
             with self._s.unit_of_work() as db:
                 user = User(
@@ -102,7 +99,7 @@ class Accounts:
 
     def set_password(self, name: str, password: str) -> None:
         _check_password_rules(password)
-        password_hash = hash_password(password)
+        password_hash = self._hasher.hash(password)
         with self._s.unit_of_work() as db:
             user = db.scalar(select(User).where(User.name_key == name.strip().casefold()))
             if user is None:
@@ -126,11 +123,11 @@ class Accounts:
         self._refuse_if_locked(keys, now)
         with self._s.unit_of_work() as db:
             user = db.scalar(select(User).where(User.name_key == name.strip().casefold()))
-            stored_hash = user.password_hash if user else _DUMMY_HASH
+            stored_hash = user.password_hash if user else self._dummy_hash
             user_id, user_name = (user.id, user.name) if user else (None, "")
         # argon2 runs outside any transaction: it is deliberately slow.
         try:
-            ok = _hasher.verify(stored_hash, password) and user_id is not None
+            ok = self._hasher.verify(stored_hash, password) and user_id is not None
         except (VerificationError, InvalidHashError):
             ok = False
         if not ok or user_id is None:
@@ -138,8 +135,8 @@ class Accounts:
             raise AuthenticationFailed("The user name or password is incorrect.")
         with self._s.unit_of_work() as db:
             db.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0]))
-            if _hasher.check_needs_rehash(stored_hash):
-                db.get_one(User, user_id).password_hash = hash_password(password)
+            if self._hasher.check_needs_rehash(stored_hash):
+                db.get_one(User, user_id).password_hash = self._hasher.hash(password)
             db.execute(delete(ApiToken).where(ApiToken.expires_at < now))
             return self._issue(db, user_id, user_name, now)
 

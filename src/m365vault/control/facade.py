@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from argon2 import PasswordHasher
+
 from m365vault.control.accounts import Accounts, ThrottlePolicy
 from m365vault.control.infrastructure import Proxies, Repositories
 from m365vault.control.jobs import Jobs
@@ -12,9 +14,11 @@ from m365vault.control.settings import Settings
 
 
 class Control:
-    def __init__(self, services: Services, throttle: ThrottlePolicy | None = None) -> None:
+    def __init__(
+        self, services: Services, throttle: ThrottlePolicy | None = None, hasher: PasswordHasher | None = None
+    ) -> None:
         self.services = services
-        self.accounts = Accounts(services, throttle)
+        self.accounts = Accounts(services, throttle, hasher)
         self.organizations = Organizations(services)
         self.proxies = Proxies(services)
         self.repositories = Repositories(services)

@@ -101,7 +101,20 @@ class Jobs:
             return item
 
     # ------------------------------------------------------------ writing
-    def create(self, organization_id: uuid.UUID, spec: JobInput) -> Job:
+    async def create(self, organization_id: uuid.UUID, spec: JobInput) -> Job:
+        """Create a job; with `run_now` it is started at once (which needs the backup runner)."""
+        job = await in_thread(lambda: self._create(organization_id, spec))
+        if spec.run_now:
+            await self.start(job.id)
+        return job
+
+    async def edit(self, job_id: uuid.UUID, spec: JobInput) -> Job:
+        job = await in_thread(lambda: self._edit(job_id, spec))
+        if spec.run_now:
+            await self.start(job.id)
+        return job
+
+    def _create(self, organization_id: uuid.UUID, spec: JobInput) -> Job:
         if spec.run_now and self._s.backup_runner is None:
             raise NotAvailable(
                 "runNow cannot be honoured: the backup engine is not available on this server."
@@ -144,7 +157,7 @@ class Jobs:
             raise InvalidRequest("The job conflicts with an existing one (name or items).") from exc
         return job
 
-    def edit(self, job_id: uuid.UUID, spec: JobInput) -> Job:
+    def _edit(self, job_id: uuid.UUID, spec: JobInput) -> Job:
         if spec.run_now and self._s.backup_runner is None:
             raise NotAvailable(
                 "runNow cannot be honoured: the backup engine is not available on this server."

@@ -31,10 +31,10 @@ def organization_jobs(
 
 
 @router.post("/v3/Organizations/{organizationId}/Jobs", status_code=201, summary="Create a backup job")
-def create_job(
+async def create_job(
     organizationId: uuid.UUID, control: ControlDep, links: LinksDep, body: JobIn = Body(...)
 ) -> Response:
-    return json_response(job(control.jobs.create(organizationId, body.to_input()), links), 201)
+    return json_response(job(await control.jobs.create(organizationId, body.to_input()), links), 201)
 
 
 @router.get("/v3/Jobs", summary="All backup jobs (bare array)")
@@ -50,8 +50,8 @@ def get_job(jobId: uuid.UUID, control: ControlDep, links: LinksDep) -> Response:
 
 
 @router.put("/v3/Jobs/{jobId}", summary="Edit a backup job (partial; 200, no body)")
-def edit_job(jobId: uuid.UUID, control: ControlDep, body: JobIn = Body(...)) -> Response:
-    control.jobs.edit(jobId, body.to_input())
+async def edit_job(jobId: uuid.UUID, control: ControlDep, body: JobIn = Body(...)) -> Response:
+    await control.jobs.edit(jobId, body.to_input())
     return empty_response()
 
 
