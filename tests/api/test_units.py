@@ -101,9 +101,10 @@ def test_action_parser_accepts_or_says_why(body: bytes) -> None:
 
 
 def test_canonical_paths_keep_parameter_values() -> None:
-    paths = CaseInsensitivePaths(
-        lambda *_: None, lambda: ["/v3/Jobs/{jobId}", "/v3/Jobs/{jobId}/Action", "/v3/Token"]
-    )  # type: ignore[arg-type]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+    paths = CaseInsensitivePaths(app, lambda: ["/v3/Jobs/{jobId}", "/v3/Jobs/{jobId}/Action", "/v3/Token"])
     assert paths.canonical("/V3/jobs/AbC-1/ACTION") == "/v3/Jobs/AbC-1/Action"
     assert paths.canonical("/v3/jobs/Action") == "/v3/Jobs/Action"
     assert paths.canonical("/v3/unknown/Thing/") == "/v3/unknown/Thing"
