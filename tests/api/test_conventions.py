@@ -176,3 +176,23 @@ def test_no_input_yields_a_5xx(api: httpx.Client) -> None:
     for path, method, body in itertools.product(paths, ("POST", "PUT"), GARBAGE):
         r = api.request(method, path, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code < 500, (method, path, body, r.status_code, r.text)
+
+
+def test_unstorable_values_are_400_on_every_database(api: httpx.Client, server: RunningServer) -> None:
+    long = "x" * 5000
+    cases = [
+        ("/v3/Proxies", {"hostName": long}),
+        ("/v3/Proxies", {"hostName": "nul\u0000host"}),
+        ("/v3/Proxies", {"hostName": "h-" + uuid.uuid4().hex, "throttlingValue": 10**12}),
+        ("/v3/BackupRepositories", {"name": long, "path": "/tmp/x"}),
+        ("/v3/BackupRepositories", {"name": "n", "path": "/tmp/" + long}),
+    ]
+    org = add_org(api)
+    cases.append((f"/v3/Organizations/{org['id']}/Jobs", {"name": long, "backupType": "EntireOrganization"}))
+    for path, body in cases:
+        r = api.post(path, json=body)
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+    with server.client() as c:
+        for name in (long, "nul\u0000name"):
+            r = c.post("/v3/Token", data={"grant_type": "password", "username": name, "password": "x"})
+            assert r.status_code == 400 and "error" in r.json()

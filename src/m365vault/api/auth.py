@@ -100,7 +100,10 @@ async def _token_fields(request: Request) -> dict[str, str]:
         if not isinstance(parsed, dict):
             raise InvalidRequest("The request body is neither form data nor a JSON object.")
         raw = parsed
-    return {str(k).casefold(): v for k, v in raw.items() if isinstance(v, str)}
+    fields = {str(k).casefold(): v for k, v in raw.items() if isinstance(v, str)}
+    if any("\x00" in v for v in fields.values()):
+        raise InvalidRequest("The request contains NUL characters.")
+    return fields
 
 
 def token_router(accounts: Accounts) -> APIRouter:

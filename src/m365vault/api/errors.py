@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from m365vault.api.wire import BadInput, message_response
@@ -82,6 +83,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def invalid_model(_request: Request, exc: ValidationError) -> Response:
         return message_response(400, validation_message(exc.errors()))
+
+    @app.exception_handler(DataError)
+    async def unstorable(_request: Request, exc: DataError) -> Response:
+        # The database refused a value (too long, out of range): the client's input, not our fault.
+        log.info("value refused by the database: %s", type(exc.orig).__name__)
+        return message_response(400, "A value in the request is too long or out of range.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

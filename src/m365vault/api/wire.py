@@ -44,6 +44,7 @@ class V3Input(BaseModel):
     def _fold_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        _refuse_nul(data)
         canonical: dict[str, str] = {}
         for name, info in cls.model_fields.items():
             canonical[name.casefold()] = info.alias or name
@@ -59,6 +60,20 @@ class V3Input(BaseModel):
     def given(self) -> dict[str, Any]:
         """The properties the client sent with a non-null value, by field name."""
         return {k: getattr(self, k) for k in self.model_fields_set if getattr(self, k) is not None}
+
+
+def _refuse_nul(value: Any) -> None:
+    """NUL characters cannot be stored (PostgreSQL text refuses them) and never mean anything here."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_nul(str(key))
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
 
 
 # ------------------------------------------------------------------ output

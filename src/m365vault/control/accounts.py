@@ -60,6 +60,12 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _throttle_key(kind: str, value: str) -> str:
+    """The throttle row's key; over-long values (anyone may send any user name) are hashed."""
+    key = f"{kind}:{value}"
+    return key if len(key) <= 200 else f"{kind}#{hashlib.sha256(value.encode()).hexdigest()}"
+
+
 def _check_password_rules(password: str) -> None:
     if len(password) < 8:
         raise InvalidRequest("The password must have at least 8 characters.")
@@ -79,8 +85,8 @@ class Accounts:
     # ------------------------------------------------------------ accounts (CLI and first start)
     def add(self, name: str, password: str) -> uuid.UUID:
         name = name.strip()
-        if not name:
-            raise InvalidRequest("The user name must not be empty.")
+        if not name or len(name) > 256:
+            raise InvalidRequest("The user name must have 1 to 256 characters.")
         _check_password_rules(password)
         password_hash = self._hasher.hash(password)
         try:
@@ -119,7 +125,7 @@ class Accounts:
     def login(self, name: str, password: str, client_address: str) -> IssuedTokens:
         """Password grant. Raises LoginThrottled or AuthenticationFailed."""
         now = self._s.clock()
-        keys = [f"user:{name.strip().casefold()}", f"addr:{client_address}"]
+        keys = [_throttle_key("user", name.strip().casefold()), _throttle_key("addr", client_address)]
         self._refuse_if_locked(keys, now)
         with self._s.unit_of_work() as db:
             user = db.scalar(select(User).where(User.name_key == name.strip().casefold()))
@@ -143,7 +149,7 @@ class Accounts:
     def refresh(self, refresh_token: str, client_address: str) -> IssuedTokens:
         """Refresh grant: the old pair is revoked and a new pair issued."""
         now = self._s.clock()
-        address_key = f"addr:{client_address}"
+        address_key = _throttle_key("addr", client_address)
         self._refuse_if_locked([address_key], now)
         with self._s.unit_of_work() as db:
             row = db.scalar(
@@ -212,7 +218,7 @@ class Accounts:
         for key in keys:
             limit = (
                 self._throttle.account_failures
-                if key.startswith("user:")
+                if key.startswith(("user:", "user#"))
                 else self._throttle.address_failures
             )
             # Two failures at once may both try to create the row; the loser retries as an update.

@@ -203,8 +203,8 @@ class Proxies:
         if spec.enable_network_throttling is not None:
             proxy.enable_network_throttling = spec.enable_network_throttling
         if spec.throttling_value is not None:
-            if spec.throttling_value < 0:
-                raise InvalidRequest("'throttlingValue' must not be negative.")
+            if not 0 <= spec.throttling_value <= 2**31 - 1:
+                raise InvalidRequest("'throttlingValue' must be between 0 and 2147483647.")
             proxy.throttling_value = spec.throttling_value
         if spec.throttling_unit is not None:
             proxy.throttling_unit = spec.throttling_unit.value

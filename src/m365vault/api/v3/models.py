@@ -4,9 +4,9 @@ the input type of the matching `control` use case."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from m365vault.api.wire import V3Input
 from m365vault.control.enums import (
@@ -30,18 +30,23 @@ from m365vault.control.jobs import JobInput, JobItemInput
 from m365vault.control.organizations import OnlineSettingsInput, OrganizationInput
 from m365vault.control.schedule import ScheduleInput
 
+# Bounded text, matching the columns that store it (checked here so SQLite and PostgreSQL agree).
+Name = Annotated[str, StringConstraints(max_length=256)]
+Url = Annotated[str, StringConstraints(max_length=512)]
+PathText = Annotated[str, StringConstraints(max_length=1024)]
+
 
 # ------------------------------------------------------------------ organizations
 class OnlineSettingsIn(V3Input):
     use_application_only_auth: bool | None = None
-    office_organization_name: str | None = None
+    office_organization_name: Name | None = None
     application_id: uuid.UUID | None = None
     application_secret: str | None = Field(None, json_schema_extra={"writeOnly": True})
     application_certificate: str | None = Field(
         None, description="Base64 PFX with the private key", json_schema_extra={"writeOnly": True}
     )
     application_certificate_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
-    account: str | None = None
+    account: Name | None = None
     password: str | None = Field(None, json_schema_extra={"writeOnly": True})
 
     def to_input(self) -> OnlineSettingsInput:
@@ -55,8 +60,8 @@ class OrganizationIn(V3Input):
     is_share_point_online: bool | None = None
     exchange_online_settings: OnlineSettingsIn | None = None
     share_point_online_settings: OnlineSettingsIn | None = None
-    graph_endpoint: str | None = Field(None, description="m365vault extension: Microsoft Graph base URL")
-    authority_endpoint: str | None = Field(None, description="m365vault extension: login authority URL")
+    graph_endpoint: Url | None = Field(None, description="m365vault extension: Microsoft Graph base URL")
+    authority_endpoint: Url | None = Field(None, description="m365vault extension: login authority URL")
 
     def to_input(self) -> OrganizationInput:
         return OrganizationInput(
@@ -75,10 +80,10 @@ class OrganizationIn(V3Input):
 
 # ------------------------------------------------------------------ proxies and repositories
 class ProxyIn(V3Input):
-    host_name: str | None = None
+    host_name: Name | None = None
     description: str | None = None
     port: int | None = None
-    username: str | None = None
+    username: Name | None = None
     password: str | None = Field(None, json_schema_extra={"writeOnly": True})
     threads_number: int | None = None
     enable_network_throttling: bool | None = None
@@ -90,10 +95,10 @@ class ProxyIn(V3Input):
 
 
 class RepositoryIn(V3Input):
-    name: str | None = None
+    name: Name | None = None
     description: str | None = None
     proxy_id: uuid.UUID | None = None
-    path: str | None = None
+    path: PathText | None = None
     password: str | None = Field(
         None,
         description="m365vault extension: repository encryption password",
@@ -151,13 +156,13 @@ class SchedulePolicyIn(V3Input):
 class TenantObjectIn(V3Input):
     """The user, group or site a job item refers to (as listed by the organization)."""
 
-    id: str | None = None
-    display_name: str | None = None
-    name: str | None = None
+    id: Url | None = None
+    display_name: Name | None = None
+    name: Name | None = None
     type: str | None = None
-    url: str | None = None
-    title: str | None = None
-    parent_url: str | None = None
+    url: Url | None = None
+    title: Name | None = None
+    parent_url: Url | None = None
     is_cloud: bool | None = None
     is_personal: bool | None = None
 
@@ -185,7 +190,7 @@ class JobItemIn(V3Input):
 
 
 class JobIn(V3Input):
-    name: str | None = None
+    name: Name | None = None
     description: str | None = None
     backup_type: BackupType | None = None
     schedule_policy: SchedulePolicyIn | None = None
@@ -226,10 +231,10 @@ class ExclusionSettingsIn(V3Input):
 
 class VboEmailSettingsIn(V3Input):
     enable_notification: bool | None = None
-    smtp_server: str | None = None
+    smtp_server: Name | None = None
     port: int | None = None
     use_authentication: bool | None = None
-    username: str | None = None
+    username: Name | None = None
     user_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
     use_ssl: bool | None = Field(None, alias="useSSL")
     from_: str | None = Field(None, alias="from")
@@ -244,10 +249,10 @@ class VboEmailSettingsIn(V3Input):
 
 class ExplorerEmailSettingsIn(V3Input):
     enable_notification: bool | None = None
-    server: str | None = None
+    server: Name | None = None
     port: int | None = None
     from_: str | None = Field(None, alias="from")
     use_authentication: bool | None = None
     use_ssl: bool | None = Field(None, alias="useSSL")
-    username: str | None = None
+    username: Name | None = None
     user_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
