@@ -51,10 +51,11 @@ class BearerAuth:
             principal = await anyio.to_thread.run_sync(self._accounts.authenticate, token)
         except AuthenticationFailed:
             response = JSONResponse(
-                {"message": UNAUTHORIZED}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                {"message": UNAUTHORIZED},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+                media_type=JSON_MEDIA_TYPE,
             )
-            response.media_type = JSON_MEDIA_TYPE
-            response.headers["content-type"] = JSON_MEDIA_TYPE
             await response(scope, receive, send)
             return
         scope = {**scope, "state": {**scope.get("state", {}), "principal": principal}}

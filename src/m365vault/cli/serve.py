@@ -12,6 +12,7 @@ import uvicorn
 
 from m365vault.bootstrap import ServerConfig, build_app
 from m365vault.cli.tls import ensure_self_signed
+from m365vault.control.errors import ControlError
 
 DEFAULT_DATA_DIR = Path("./m365vault-data")
 
@@ -33,9 +34,13 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.resolve()
     config = ServerConfig(data_dir=data_dir, db_url=db)
-    app, first = build_app(
-        config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")
-    )
+    try:
+        app, first = build_app(
+            config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")
+        )
+    except ControlError as exc:  # e.g. M365VAULT_ADMIN_PASSWORD too short
+        typer.echo(f"Cannot start: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     if first.admin_created:
         typer.echo(f"Created administrator '{first.admin_created}'.")
         if first.generated_password:
