@@ -327,3 +327,28 @@ def test_organization_row_never_holds_plaintext(world: World) -> None:
     with world.sessions.begin() as db:
         org = db.scalars(select(Organization)).one()
         assert org.application_secret_sealed and b"row-secret-xyz" not in org.application_secret_sealed
+
+
+def test_new_password_ends_the_accounts_sessions(world: World) -> None:
+    tokens = world.login()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert world.client.get("/v3/Jobs", headers=bearer).status_code == 200
+    control = world.client.app.state.control  # type: ignore[attr-defined]
+    control.accounts.set_password("ADMIN", "Another-Pass-2")
+    assert world.client.get("/v3/Jobs", headers=bearer).status_code == 401
+    r = world.client.post(
+        "/v3/Token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert r.status_code == 400
+    world.login(password="Another-Pass-2")
+
+
+def test_stop_before_engine_check_and_explore_on_unknown_org(world: World) -> None:
+    auth = world.auth()
+    job = _job(world, auth)
+    r = world.client.post(f"/v3/Jobs/{job['id']}/Action", json={"stop": None}, headers=auth)
+    assert r.status_code == 400 and world.runner.calls == []
+    r = world.client.post(
+        f"/v3/Organizations/{uuid.uuid4()}/Action", json={"explore": {"type": "vex"}}, headers=auth
+    )
+    assert r.status_code == 404
