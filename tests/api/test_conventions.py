@@ -150,6 +150,11 @@ GARBAGE = [
     b'{"type": null, "name": [], "id": {}}',
     b'{"explore": {"type": ["vex"]}}',
     b'{"stop": {"x": 1}}',
+    b"[" * 20000 + b"]" * 20000,  # nesting deeper than the JSON parser's recursion
+    b'{"a":' * 20000 + b"1" + b"}" * 20000,
+    b'{"name": "\\ud800", "hostName": "\\ud800"}',  # a lone surrogate cannot be stored
+    b'{"grant_type": "password", "username": "\\ud800", "password": "x"}',
+    b'{"explore": {"type": "vex", "datetime": "0001-01-01T00:00:00+01:00"}}',
 ]
 
 

@@ -8,7 +8,6 @@ JSON was well-formed or the route exists) and always gets 401.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from m365vault.api.wire import JSON_MEDIA_TYPE, rfc1123
+from m365vault.api.wire import JSON_MEDIA_TYPE, BadInput, has_lone_surrogates, load_json, rfc1123
 from m365vault.control.accounts import ACCESS_TOKEN_LIFETIME, Accounts, Principal
 from m365vault.control.errors import AuthenticationFailed, InvalidRequest, LoginThrottled
 
@@ -95,15 +94,15 @@ async def _token_fields(request: Request) -> dict[str, str]:
         raw = {k: v for k, v in form.items() if isinstance(v, str)}
     else:
         try:
-            parsed = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
+            parsed = load_json(await request.body() or b"{}")
+        except BadInput as exc:
             raise InvalidRequest("The request body is neither form data nor a JSON object.") from exc
         if not isinstance(parsed, dict):
             raise InvalidRequest("The request body is neither form data nor a JSON object.")
         raw = parsed
     fields = {str(k).casefold(): v for k, v in raw.items() if isinstance(v, str)}
-    if any("\x00" in v for v in fields.values()):
-        raise InvalidRequest("The request contains NUL characters.")
+    if any("\x00" in v or has_lone_surrogates(v) for v in fields.values()):
+        raise InvalidRequest("The request contains characters that are not allowed.")
     return fields
 
 

@@ -8,6 +8,7 @@ seven fractional digits and a `Z`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,25 @@ def _refuse_nul(value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             _refuse_nul(item)
+
+
+def load_json(body: bytes, object_pairs_hook: Any = None) -> Any:
+    """Parse a body we read by hand; every way it can be unreadable becomes BadInput."""
+    try:
+        return json.loads(body, object_pairs_hook=object_pairs_hook)
+    except BadInput:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurd nesting
+        raise BadInput("The request body is not valid JSON.") from exc
+
+
+def has_lone_surrogates(text: str) -> bool:
+    """JSON may carry "\ud800"; such text cannot be stored or compared in a database."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 # ------------------------------------------------------------------ output
@@ -187,6 +207,6 @@ def parse_point_in_time(value: Any) -> datetime | None:
     text = re.sub(r"([ T])(\d):", r"\g<1>0\2:", text)
     try:
         parsed = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError as exc:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 shifted before year 1
         raise BadInput(f"'datetime' value '{value}' is not a valid date and time.") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

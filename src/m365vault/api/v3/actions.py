@@ -3,11 +3,10 @@ values of the right shape. A body that fails here changes nothing."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from m365vault.api.wire import BadInput, parse_point_in_time
+from m365vault.api.wire import BadInput, load_json, parse_point_in_time
 from m365vault.control.enums import RestoreSessionType
 from m365vault.control.sessions import ExploreRequest
 
@@ -67,12 +66,7 @@ def parse_explore(value: Any) -> ExploreRequest:
 
 def parse_action(body: bytes, allowed: tuple[str, ...]) -> Action:
     """Parse an action body; `allowed` lists the action names this resource accepts."""
-    try:
-        document = json.loads(body, object_pairs_hook=_pairs_without_repeats) if body.strip() else None
-    except BadInput:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput("The request body is not valid JSON.") from exc
+    document = load_json(body, _pairs_without_repeats) if body.strip() else None
     expected = ", ".join(allowed)
     if not isinstance(document, dict):
         raise BadInput(f"The request body must be a JSON object with exactly one action: {expected}.")
