@@ -21,11 +21,9 @@ from m365vault.bootstrap import Ports, ServerConfig, build_control, ensure_defau
 from m365vault.clock import FakeClock
 from m365vault.control.accounts import ThrottlePolicy
 from m365vault.control.ports import (
-    RepositoryInitialisationError,
     TenantCredentials,
     TenantObject,
     TenantPage,
-    TenantVerificationError,
 )
 from m365vault.db.config_tables import BackupRepository, Job, JobSession, Organization
 from tests.api.builders import org_body, user_item
@@ -38,10 +36,9 @@ PASSWORD = "In-Process-Pass-1"
 class FakeVerifier:
     seen: list[TenantCredentials] = field(default_factory=list)
 
-    async def verify(self, credentials: TenantCredentials) -> None:
+    async def verify(self, credentials: TenantCredentials) -> str | None:
         self.seen.append(credentials)
-        if credentials.application_secret == "refused":
-            raise TenantVerificationError("AADSTS7000215: invalid client secret")
+        return "AADSTS7000215: invalid client secret" if credentials.application_secret == "refused" else None
 
 
 @dataclass
@@ -95,7 +92,7 @@ class FakeInitialiser:
 
     def initialise(self, repository_id: uuid.UUID, path: str, password: str) -> None:
         if "forbidden" in path:
-            raise RepositoryInitialisationError("permission denied")
+            raise ValueError("permission denied")
         self.calls.append((repository_id, path, password))
 
 

@@ -31,7 +31,6 @@ from m365vault.control.enums import (
     YearlyRetentionPeriod,
 )
 from m365vault.control.errors import InvalidRequest, NotFound
-from m365vault.control.ports import RepositoryInitialisationError
 from m365vault.control.services import Services
 from m365vault.db.config_tables import BackupRepository, Job, Proxy
 
@@ -347,7 +346,7 @@ class Repositories:
             else:
                 # No storage engine wired yet: reserve the directory; the engine formats it later.
                 Path(path).mkdir(parents=True, exist_ok=True)
-        except RepositoryInitialisationError as exc:
+        except ValueError as exc:
             raise InvalidRequest(f"The repository cannot be created at '{path}': {exc}") from exc
         except OSError as exc:
             raise InvalidRequest(f"The repository cannot be created at '{path}': {exc.strerror}") from exc

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from m365vault.control.enums import OrganizationType, Region
 from m365vault.control.errors import InvalidRequest, NotAvailable, NotFound
-from m365vault.control.ports import TenantCredentials, TenantPage, TenantVerificationError
+from m365vault.control.ports import TenantCredentials, TenantPage
 from m365vault.control.services import Services, in_thread
 from m365vault.db.config_tables import BackupRepository, Job, LicensedUser, Organization
 
@@ -334,10 +334,9 @@ class Organizations:
         if verifier is None:
             # Explicitly unverified: no connector is wired into this server (see module docstring).
             return
-        try:
-            await verifier.verify(self._credentials(org))
-        except TenantVerificationError as exc:
-            raise InvalidRequest(f"The organization's credentials were refused: {exc}") from exc
+        refusal = await verifier.verify(self._credentials(org))
+        if refusal is not None:
+            raise InvalidRequest(f"The organization's credentials were refused: {refusal}")
 
 
 def _merge(given: OnlineSettingsInput, stored: OnlineSettingsInput) -> OnlineSettingsInput:

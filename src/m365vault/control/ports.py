@@ -5,6 +5,9 @@
 - `RepositoryInitialiser`: the storage engine (`m365vault.repository`).
 
 Each is optional in `Services`; the use cases say plainly what happens when one is missing.
+The implementations live in lower layers that may not import `control`, so the ports exchange only
+plain values and builtin exceptions; `TenantCredentials` is read by attribute (a connector may
+declare a structurally equal type of its own).
 """
 
 from __future__ import annotations
@@ -33,13 +36,10 @@ class TenantCredentials:
     sharepoint_online: bool = True
 
 
-class TenantVerificationError(Exception):
-    """Raised by a verifier when the tenant refuses the credentials; the text is shown to the user."""
-
-
 class TenantVerifier(Protocol):
-    async def verify(self, credentials: TenantCredentials) -> None:
-        """Obtain a token and make one cheap Graph call; raise TenantVerificationError if refused."""
+    async def verify(self, credentials: TenantCredentials) -> str | None:
+        """Obtain a token and make one cheap Graph call. Return None when the tenant accepts the
+        credentials, else the reason to show the user (e.g. the AADSTS error text)."""
         ...
 
 
@@ -87,10 +87,6 @@ class RepositoryInitialiser(Protocol):
     """Creates the on-disk repository for a BackupRepositories row."""
 
     def initialise(self, repository_id: uuid.UUID, path: str, password: str) -> None:
-        """Create (or open and check the password of) the repository at `path`. Raise
-        RepositoryInitialisationError with a user-facing message if that is impossible."""
+        """Create (or open and check the password of) the repository at `path`. Raise ValueError
+        (or OSError) with a user-facing message if that is impossible."""
         ...
-
-
-class RepositoryInitialisationError(Exception):
-    pass
