@@ -124,7 +124,9 @@ def test_health_and_swagger_need_no_token(server: RunningServer) -> None:
         assert c.get("/health").status_code == 200
         spec = c.get("/swagger/v3/swagger.json").json()
         assert "/v3/Jobs/{jobId}/Action" in spec["paths"]
-        assert "/v3/Token" in spec["paths"]
+        assert "/v3/Token" in spec["paths"] and spec["paths"]["/v3/Token"]["post"]["security"] == []
+        assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        assert not any("422" in op["responses"] for ops in spec["paths"].values() for op in ops.values())
         ui = c.get("/swagger")
         assert ui.status_code == 200 and "swagger-ui" in ui.text
 

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 
 from m365vault.api.deps import ControlDep, LinksDep, Offset, OptionalLimit
-from m365vault.api.v3.models import ProxyIn, RepositoryIn
+from m365vault.api.v3.models import ERROR_RESPONSES, ProxyIn, RepositoryIn
 from m365vault.api.v3.present import proxy, repository
 from m365vault.api.wire import Links, empty_response, json_response, window
 from m365vault.control.facade import Control
 from m365vault.db.config_tables import BackupRepository
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 def _repository(

@@ -11,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from m365vault.api.auth import CurrentPrincipal
 from m365vault.api.deps import ControlDep, LinksDep, Offset, OptionalLimit
 from m365vault.api.v3.actions import JOB_ACTIONS, action_schema, parse_action
-from m365vault.api.v3.models import JobIn, JobItemIn
+from m365vault.api.v3.models import ERROR_RESPONSES, JobIn, JobItemIn
 from m365vault.api.v3.present import job, job_item, restore_session
 from m365vault.api.wire import empty_response, json_response, window
 from m365vault.control.jobs import EXCLUDED, SELECTED
 
-router = APIRouter(tags=["Jobs"])
+router = APIRouter(tags=["Jobs"], responses=ERROR_RESPONSES)
 
 
 @router.get("/v3/Organizations/{organizationId}/Jobs", summary="Jobs of an organization (bare array)")

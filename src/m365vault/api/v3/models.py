@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from m365vault.api.wire import V3Input
 from m365vault.control.enums import (
@@ -36,18 +36,35 @@ Url = Annotated[str, StringConstraints(max_length=512)]
 PathText = Annotated[str, StringConstraints(max_length=1024)]
 
 
+class ErrorBody(BaseModel):
+    """Every error outside the token endpoint."""
+
+    message: str
+
+
+# Documented on every v3 route (the token endpoint has its own OAuth-style errors).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed body, wrong type, unknown enum value, broken rule"},
+    401: {"model": ErrorBody, "description": "Missing, unknown or expired bearer token"},
+    404: {"model": ErrorBody, "description": "Unknown id"},
+    405: {"model": ErrorBody, "description": "Method not allowed on this resource"},
+}
+
+
 # ------------------------------------------------------------------ organizations
 class OnlineSettingsIn(V3Input):
     use_application_only_auth: bool | None = None
     office_organization_name: Name | None = None
     application_id: uuid.UUID | None = None
-    application_secret: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    application_secret: str | None = Field(None, json_schema_extra={"writeOnly": True}, repr=False)
     application_certificate: str | None = Field(
-        None, description="Base64 PFX with the private key", json_schema_extra={"writeOnly": True}
+        None, description="Base64 PFX with the private key", json_schema_extra={"writeOnly": True}, repr=False
     )
-    application_certificate_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    application_certificate_password: str | None = Field(
+        None, json_schema_extra={"writeOnly": True}, repr=False
+    )
     account: Name | None = None
-    password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    password: str | None = Field(None, json_schema_extra={"writeOnly": True}, repr=False)
 
     def to_input(self) -> OnlineSettingsInput:
         return OnlineSettingsInput(**self.given())
@@ -84,7 +101,7 @@ class ProxyIn(V3Input):
     description: str | None = None
     port: int | None = None
     username: Name | None = None
-    password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    password: str | None = Field(None, json_schema_extra={"writeOnly": True}, repr=False)
     threads_number: int | None = None
     enable_network_throttling: bool | None = None
     throttling_value: int | None = None
@@ -235,7 +252,7 @@ class VboEmailSettingsIn(V3Input):
     port: int | None = None
     use_authentication: bool | None = None
     username: Name | None = None
-    user_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    user_password: str | None = Field(None, json_schema_extra={"writeOnly": True}, repr=False)
     use_ssl: bool | None = Field(None, alias="useSSL")
     from_: str | None = Field(None, alias="from")
     to: str | None = None
@@ -255,4 +272,4 @@ class ExplorerEmailSettingsIn(V3Input):
     use_authentication: bool | None = None
     use_ssl: bool | None = Field(None, alias="useSSL")
     username: Name | None = None
-    user_password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    user_password: str | None = Field(None, json_schema_extra={"writeOnly": True}, repr=False)

@@ -12,12 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from m365vault.api.auth import CurrentPrincipal
 from m365vault.api.deps import DEFAULT_PAGE_LIMIT, ControlDep, LinksDep, Offset, OptionalLimit, PageLimit
 from m365vault.api.v3.actions import action_schema, parse_action
-from m365vault.api.v3.models import OrganizationIn
+from m365vault.api.v3.models import ERROR_RESPONSES, OrganizationIn
 from m365vault.api.v3.present import organization, restore_session
 from m365vault.api.wire import MAX_PAGE_LIMIT, Links, empty_response, json_response, page_object, window
 from m365vault.control.ports import TenantObject
 
-router = APIRouter(tags=["Organizations"])
+router = APIRouter(tags=["Organizations"], responses=ERROR_RESPONSES)
 
 
 @router.get("/v3/Organizations", summary="List organizations (bare array)")

@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from m365vault.api.auth import CurrentPrincipal
 from m365vault.api.deps import DEFAULT_PAGE_LIMIT, ControlDep, LinksDep, Offset, OptionalLimit, PageLimit
 from m365vault.api.v3.actions import action_schema, parse_action
+from m365vault.api.v3.models import ERROR_RESPONSES
 from m365vault.api.v3.present import job_session, log_item, restore_event, restore_session
 from m365vault.api.wire import MAX_PAGE_LIMIT, empty_response, json_response, page_object
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v3/JobSessions", tags=["JobSessions"], summary="All job sessions, newest first (bare array)")

@@ -8,11 +8,17 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 
 from m365vault.api.deps import ControlDep, LinksDep
-from m365vault.api.v3.models import ExclusionSettingsIn, ExplorerEmailSettingsIn, V3Input, VboEmailSettingsIn
+from m365vault.api.v3.models import (
+    ERROR_RESPONSES,
+    ExclusionSettingsIn,
+    ExplorerEmailSettingsIn,
+    V3Input,
+    VboEmailSettingsIn,
+)
 from m365vault.api.wire import Links, empty_response, json_response
 from m365vault.control.settings import EXCLUSIONS
 
-router = APIRouter(tags=["Settings"])
+router = APIRouter(tags=["Settings"], responses=ERROR_RESPONSES)
 
 
 def _document(values: dict[str, Any], links: Links, path: str) -> dict[str, Any]:
