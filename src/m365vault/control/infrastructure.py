@@ -12,7 +12,7 @@ import re
 import secrets
 import shutil
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class ProxyInput:
     description: str | None = None
     port: int | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     threads_number: int | None = None
     enable_network_throttling: bool | None = None
     throttling_value: int | None = None
@@ -59,7 +59,7 @@ class RepositoryInput:
     description: str | None = None
     proxy_id: uuid.UUID | None = None
     path: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     retention_type: RetentionType | None = None
     retention_period_type: RetentionPeriodType | None = None
     daily_retention_period: int | None = None

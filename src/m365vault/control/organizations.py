@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -31,11 +31,11 @@ class OnlineSettingsInput:
     use_application_only_auth: bool | None = None
     office_organization_name: str | None = None
     application_id: uuid.UUID | None = None
-    application_secret: str | None = None
-    application_certificate: str | None = None  # base64 PFX
-    application_certificate_password: str | None = None
+    application_secret: str | None = field(default=None, repr=False)
+    application_certificate: str | None = field(default=None, repr=False)  # base64 PFX
+    application_certificate_password: str | None = field(default=None, repr=False)
     account: str | None = None  # basic / MFA auth: not supported
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class OrganizationInput:
 class _AppCredentials:
     name: str
     application_id: uuid.UUID
-    secret: str | None
-    pfx: bytes | None
-    pfx_password: str | None
+    secret: str | None = field(repr=False)
+    pfx: bytes | None = field(repr=False)
+    pfx_password: str | None = field(repr=False)
     thumbprint: str | None
 
 
