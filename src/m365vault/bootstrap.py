@@ -4,6 +4,7 @@ may pass fakes for the ports and a fake clock."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from m365vault.db.engine import make_engine, sqlite_url
 from m365vault.secretbox import open_secretbox
 
 DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
+log = logging.getLogger("m365vault.bootstrap")
 
 
 @dataclass
@@ -115,4 +117,18 @@ def build_app(
     engine = open_database(config)
     control = build_control(config, engine)
     first = ensure_defaults(control, config.data_dir, admin_user, admin_password)
+    _warn_unwired(config.ports)
     return create_app(control), first
+
+
+def _warn_unwired(ports: Ports) -> None:
+    """Say at start what this server cannot do yet, rather than let an operator find out later."""
+    missing = {
+        "tenant_verifier": "organization credentials are stored without being checked",
+        "tenant_directory": "tenant listings (Users, Groups, Sites, OneDrives) answer 501",
+        "backup_runner": "job start/stop answer 501",
+        "repository_initialiser": "new local repositories are only created as directories",
+    }
+    for name, consequence in missing.items():
+        if getattr(ports, name) is None:
+            log.warning("%s is not wired: %s", name, consequence)
