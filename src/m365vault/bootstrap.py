@@ -1,2 +1,134 @@
-"""Composition root: wires real adapters (database, repository backends, Graph connector, clock)
-into the use cases. The CLI calls this; tests may wire fakes instead."""
+"""Composition root: builds the use cases from settings (database, server key, clock) and wires the
+ports (Graph connector, backup engine, repository initialiser) into them. The CLI calls this; tests
+may pass fakes for the ports and a fake clock."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import sessionmaker
+
+from m365vault.api.app import create_app
+from m365vault.clock import Clock, utcnow
+from m365vault.control.accounts import ThrottlePolicy
+from m365vault.control.facade import Control
+from m365vault.control.infrastructure import DEFAULT_PROXY_HOST, ProxyInput, RepositoryInput
+from m365vault.control.ports import BackupRunner, RepositoryInitialiser, TenantDirectory, TenantVerifier
+from m365vault.control.services import Services
+from m365vault.db import migrate
+from m365vault.db.config_tables import BackupRepository, Proxy
+from m365vault.db.engine import make_engine, sqlite_url
+from m365vault.secretbox import open_secretbox
+
+DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
+log = logging.getLogger("m365vault.bootstrap")
+
+
+@dataclass
+class Ports:
+    """The parts other issues provide. None = not wired (the use cases say what that means)."""
+
+    tenant_verifier: TenantVerifier | None = None
+    tenant_directory: TenantDirectory | None = None
+    backup_runner: BackupRunner | None = None
+    repository_initialiser: RepositoryInitialiser | None = None
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    db_url: str | None = None
+    clock: Clock = utcnow
+    ports: Ports = field(default_factory=Ports)
+    throttle: ThrottlePolicy | None = None
+    password_hasher: PasswordHasher | None = None  # None: argon2id with RFC 9106 defaults
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir)
+
+
+def open_database(config: ServerConfig) -> Engine:
+    """Create the data dir, connect, and bring the schema up to date."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
+    migrate.upgrade(engine)
+    return engine
+
+
+def build_control(config: ServerConfig, engine: Engine) -> Control:
+    services = Services(
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        clock=config.clock,
+        secrets=open_secretbox(config.data_dir),
+        tenant_verifier=config.ports.tenant_verifier,
+        tenant_directory=config.ports.tenant_directory,
+        backup_runner=config.ports.backup_runner,
+        repository_initialiser=config.ports.repository_initialiser,
+    )
+    return Control(services, config.throttle, config.password_hasher)
+
+
+@dataclass(frozen=True)
+class FirstStart:
+    admin_created: str | None = None  # the administrator's name, when created now
+    generated_password: str | None = field(default=None, repr=False)  # shown once, never stored
+
+
+def ensure_defaults(
+    control: Control, data_dir: Path, admin_user: str | None, admin_password: str | None
+) -> FirstStart:
+    """On an empty database: the administrator, the server's own proxy and the default repository."""
+    result = FirstStart()
+    if control.accounts.count() == 0:
+        name = admin_user or "admin"
+        password = admin_password or secrets.token_urlsafe(18)
+        control.accounts.add(name, password)
+        result = FirstStart(name, None if admin_password else password)
+    with control.services.unit_of_work() as db:
+        has_proxy = db.scalar(select(Proxy.id).where(Proxy.is_default.is_(True))) is not None
+        has_repository = db.scalar(select(BackupRepository.id).limit(1)) is not None
+    if not has_proxy:
+        proxy = control.proxies.add(
+            ProxyInput(host_name=DEFAULT_PROXY_HOST, description="The backup proxy inside this server"),
+            is_default=True,
+        )
+        if not has_repository:
+            control.repositories.add(
+                RepositoryInput(
+                    name=DEFAULT_REPOSITORY_NAME,
+                    description="Created on first start",
+                    proxy_id=proxy.id,
+                    path=str((data_dir / "repository").resolve()),
+                )
+            )
+    return result
+
+
+def build_app(
+    config: ServerConfig, admin_user: str | None = None, admin_password: str | None = None
+) -> tuple[FastAPI, FirstStart]:
+    engine = open_database(config)
+    control = build_control(config, engine)
+    first = ensure_defaults(control, config.data_dir, admin_user, admin_password)
+    _warn_unwired(config.ports)
+    return create_app(control), first
+
+
+def _warn_unwired(ports: Ports) -> None:
+    """Say at start what this server cannot do yet, rather than let an operator find out later."""
+    missing = {
+        "tenant_verifier": "organization credentials are stored without being checked",
+        "tenant_directory": "tenant listings (Users, Groups, Sites, OneDrives) answer 501",
+        "backup_runner": "job start/stop answer 501",
+        "repository_initialiser": "new local repositories are only created as directories",
+    }
+    for name, consequence in missing.items():
+        if getattr(ports, name) is None:
+            log.warning("%s is not wired: %s", name, consequence)

@@ -24,6 +24,8 @@ def version() -> None:
 
 
 # Command groups register here, one line each (keeps merges trivial).
+__import__("m365vault.cli.serve", fromlist=["register"]).register(app)
+__import__("m365vault.cli.admin", fromlist=["register"]).register(app)
 
 
 def main() -> None:

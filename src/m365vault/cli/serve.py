@@ -1,0 +1,66 @@
+"""`m365vault serve`: the REST server (HTTPS by default, self-signed certificate on first start)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from m365vault.bootstrap import ServerConfig, build_app
+from m365vault.cli.tls import ensure_self_signed
+from m365vault.control.errors import ControlError
+
+DEFAULT_DATA_DIR = Path("./m365vault-data")
+
+
+def serve(
+    data_dir: Path = typer.Option(
+        DEFAULT_DATA_DIR, "--data-dir", help="Configuration, keys and the default repository"
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = typer.Option(4443, "--port", help="TCP port (Veeam's default is 4443)"),
+    db: str | None = typer.Option(None, "--db", help="Database URL (default: SQLite in the data dir)"),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (default: self-signed)"),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
+    http: bool = typer.Option(False, "--http", help="Plain HTTP, for local development only"),
+) -> None:
+    """Run the REST API server until SIGTERM or Ctrl-C."""
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = data_dir.resolve()
+    config = ServerConfig(data_dir=data_dir, db_url=db)
+    try:
+        app, first = build_app(
+            config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")
+        )
+    except ControlError as exc:  # e.g. M365VAULT_ADMIN_PASSWORD too short
+        typer.echo(f"Cannot start: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    if first.admin_created:
+        typer.echo(f"Created administrator '{first.admin_created}'.")
+        if first.generated_password:
+            # Printed once on purpose: it is stored only as an argon2 hash.
+            typer.echo(f"Generated password (shown only now): {first.generated_password}")
+    ssl: dict[str, str] = {}
+    if not http:
+        cert, key = (tls_cert, tls_key) if tls_cert and tls_key else ensure_self_signed(data_dir)
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    scheme = "http" if http else "https"
+    typer.echo(f"m365vault listening on {scheme}://{host}:{port}/v3 (Swagger UI at /swagger)")
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal under the handler that
+    # was installed before it; make that handler a normal exit, so a clean stop exits with 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, **ssl)  # type: ignore[arg-type]
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="serve")(serve)

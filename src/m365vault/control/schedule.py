@@ -1,0 +1,161 @@
+"""Schedule policies: validation, merging of partial edits, and the next run time.
+
+A policy is stored as the v3 `schedulePolicy` document (already normalised: PascalCase enums,
+HH:mm:ss times), because that document is the domain's own description of a schedule.
+Times of day are UTC (the server has no other zone to assume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from m365vault.control.enums import DailyType, PeriodicallyEvery, ScheduleType
+from m365vault.control.errors import InvalidRequest
+
+WINDOW_CELLS = 7 * 24
+
+_DAYS = {  # Python weekday numbers (Monday=0) a daily type runs on
+    DailyType.Everyday: range(7),
+    DailyType.Workdays: range(5),
+    DailyType.Weekends: (5, 6),
+    DailyType.Monday: (0,),
+    DailyType.Tuesday: (1,),
+    DailyType.Wednesday: (2,),
+    DailyType.Thursday: (3,),
+    DailyType.Friday: (4,),
+    DailyType.Saturday: (5,),
+    DailyType.Sunday: (6,),
+}
+
+_PERIOD = {
+    PeriodicallyEvery.Minutes5: timedelta(minutes=5),
+    PeriodicallyEvery.Minutes10: timedelta(minutes=10),
+    PeriodicallyEvery.Minutes15: timedelta(minutes=15),
+    PeriodicallyEvery.Minutes30: timedelta(minutes=30),
+    PeriodicallyEvery.Hours1: timedelta(hours=1),
+    PeriodicallyEvery.Hours2: timedelta(hours=2),
+    PeriodicallyEvery.Hours4: timedelta(hours=4),
+    PeriodicallyEvery.Hours8: timedelta(hours=8),
+}
+
+
+@dataclass(frozen=True)
+class ScheduleInput:
+    """A schedule policy or the changed parts of one (None = not given)."""
+
+    type: ScheduleType | None = None
+    daily_type: DailyType | None = None
+    daily_time: str | None = None
+    periodically_every: PeriodicallyEvery | None = None
+    backup_window_enabled: bool | None = None
+    backup_window: list[bool] | None = None
+    minute_offset: int | None = None
+    retry_enabled: bool | None = None
+    retry_number: int | None = None
+    retry_wait_interval: int | None = None
+
+
+def _time(value: str) -> str:
+    try:
+        parsed = time.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest("'dailyTime' must be a time of day as HH:mm:ss.") from exc
+    return parsed.replace(microsecond=0, tzinfo=None).isoformat()
+
+
+def merge_policy(stored: dict[str, Any] | None, given: ScheduleInput, *, creating: bool) -> dict[str, Any]:
+    """Apply `given` onto `stored` and validate the result."""
+    changes_timing = any(
+        v is not None for v in (given.daily_type, given.daily_time, given.periodically_every)
+    )
+    if not creating and given.type is None and changes_timing:
+        raise InvalidRequest(
+            "schedulePolicy 'type' is required when dailyType, dailyTime or periodicallyEvery change."
+        )
+    policy: dict[str, Any] = {
+        "type": ScheduleType.Daily.value,
+        "backupWindowEnabled": False,
+        "retryEnabled": True,
+        "retryNumber": 3,
+        "retryWaitInterval": 10,
+        **(stored or {}),
+    }
+    if given.type is not None:
+        policy["type"] = given.type.value
+    if given.daily_type is not None:
+        policy["dailyType"] = given.daily_type.value
+    if given.daily_time is not None:
+        policy["dailyTime"] = _time(given.daily_time)
+    if given.periodically_every is not None:
+        policy["periodicallyEvery"] = given.periodically_every.value
+    if given.backup_window_enabled is not None:
+        policy["backupWindowEnabled"] = given.backup_window_enabled
+    _apply_window(policy, given)
+    _apply_retry(policy, given)
+    return _complete(policy)
+
+
+def _apply_window(policy: dict[str, Any], given: ScheduleInput) -> None:
+    if given.backup_window is None and given.minute_offset is None:
+        return
+    default = {"backupWindow": [True] * WINDOW_CELLS, "minuteOffset": 0}
+    window = dict(policy.get("backupWindowSettings") or default)
+    if given.backup_window is not None:
+        if len(given.backup_window) != WINDOW_CELLS:
+            raise InvalidRequest(f"'backupWindow' must hold {WINDOW_CELLS} booleans (7 days x 24 hours).")
+        window["backupWindow"] = list(given.backup_window)
+    if given.minute_offset is not None:
+        if not 0 <= given.minute_offset < 60:
+            raise InvalidRequest("'minuteOffset' must be between 0 and 59.")
+        window["minuteOffset"] = given.minute_offset
+    policy["backupWindowSettings"] = window
+
+
+def _apply_retry(policy: dict[str, Any], given: ScheduleInput) -> None:
+    if given.retry_enabled is not None:
+        policy["retryEnabled"] = given.retry_enabled
+    if given.retry_number is not None:
+        if not 1 <= given.retry_number <= 777:
+            raise InvalidRequest("'retryNumber' must be between 1 and 777.")
+        policy["retryNumber"] = given.retry_number
+    if given.retry_wait_interval is not None:
+        if not 1 <= given.retry_wait_interval <= 999:
+            raise InvalidRequest("'retryWaitInterval' must be between 1 and 999 minutes.")
+        policy["retryWaitInterval"] = given.retry_wait_interval
+
+
+def _complete(policy: dict[str, Any]) -> dict[str, Any]:
+    """Fill what the type implies, drop what it excludes, and refuse what is still missing."""
+    if policy["type"] == ScheduleType.Daily.value:
+        policy.pop("periodicallyEvery", None)
+        policy.setdefault("dailyType", DailyType.Everyday.value)
+        policy.setdefault("dailyTime", "15:00:00")
+    else:
+        policy.pop("dailyType", None)
+        policy.pop("dailyTime", None)
+        if "periodicallyEvery" not in policy:
+            raise InvalidRequest("'periodicallyEvery' is required for a Periodically schedule.")
+    if policy["backupWindowEnabled"] and "backupWindowSettings" not in policy:
+        raise InvalidRequest("'backupWindowSettings' is required when 'backupWindowEnabled' is true.")
+    return policy
+
+
+def next_run(policy: dict[str, Any] | None, after: datetime) -> datetime | None:
+    """The first scheduled start strictly after `after` (UTC), or None without a schedule."""
+    if not policy:
+        return None
+    if policy.get("type") == ScheduleType.Periodically.value:
+        period = _PERIOD[PeriodicallyEvery(policy["periodicallyEvery"])]
+        midnight = after.replace(hour=0, minute=0, second=0, microsecond=0)
+        steps = (after - midnight) // period + 1
+        return midnight + steps * period
+    at = time.fromisoformat(policy.get("dailyTime", "15:00:00"))
+    days = _DAYS[DailyType(policy.get("dailyType", DailyType.Everyday.value))]
+    for offset in range(8):
+        day = (after + timedelta(days=offset)).date()
+        candidate = datetime.combine(day, at, tzinfo=after.tzinfo)
+        if candidate > after and candidate.weekday() in days:
+            return candidate
+    return None  # unreachable: every daily type has at least one weekday
