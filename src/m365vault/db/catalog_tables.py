@@ -126,9 +126,17 @@ class CatalogVersion(Base):
             "first_seen",
             "gone_at",
             "end_reason",
+            "resurrected_at",
         ),
         Index(
-            "ix_catalog_versions_flat", "object_id", "kind", "entry_id", "first_seen", "gone_at", "end_reason"
+            "ix_catalog_versions_flat",
+            "object_id",
+            "kind",
+            "entry_id",
+            "first_seen",
+            "gone_at",
+            "end_reason",
+            "resurrected_at",
         ),
         # The current state only: a query at or after the object's last change reads these,
         # never paying for deleted or superseded history.
@@ -138,6 +146,8 @@ class CatalogVersion(Base):
             "parent_id",
             "kind",
             "entry_id",
+            "first_seen",
+            "gone_at",  # always null here, but SQLite needs it in the index to cover the query
             sqlite_where=text("gone_at IS NULL"),
             postgresql_where=text("gone_at IS NULL"),
         ),
@@ -146,6 +156,8 @@ class CatalogVersion(Base):
             "object_id",
             "kind",
             "entry_id",
+            "first_seen",
+            "gone_at",  # always null here, but SQLite needs it in the index to cover the query
             sqlite_where=text("gone_at IS NULL"),
             postgresql_where=text("gone_at IS NULL"),
         ),

@@ -151,7 +151,16 @@ def upgrade() -> None:
     op.create_index(
         "ix_catalog_versions_children",
         "catalog_versions",
-        ["object_id", "parent_id", "kind", "entry_id", "first_seen", "gone_at", "end_reason"],
+        [
+            "object_id",
+            "parent_id",
+            "kind",
+            "entry_id",
+            "first_seen",
+            "gone_at",
+            "end_reason",
+            "resurrected_at",
+        ],
         unique=False,
     )
     op.create_index("ix_catalog_versions_closed", "catalog_versions", ["object_id", "gone_at"], unique=False)
@@ -159,7 +168,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_catalog_versions_current",
         "catalog_versions",
-        ["object_id", "parent_id", "kind", "entry_id"],
+        ["object_id", "parent_id", "kind", "entry_id", "first_seen", "gone_at"],
         unique=False,
         sqlite_where=sa.text("gone_at IS NULL"),
         postgresql_where=sa.text("gone_at IS NULL"),
@@ -167,7 +176,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_catalog_versions_current_flat",
         "catalog_versions",
-        ["object_id", "kind", "entry_id"],
+        ["object_id", "kind", "entry_id", "first_seen", "gone_at"],
         unique=False,
         sqlite_where=sa.text("gone_at IS NULL"),
         postgresql_where=sa.text("gone_at IS NULL"),
@@ -175,7 +184,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_catalog_versions_flat",
         "catalog_versions",
-        ["object_id", "kind", "entry_id", "first_seen", "gone_at", "end_reason"],
+        ["object_id", "kind", "entry_id", "first_seen", "gone_at", "end_reason", "resurrected_at"],
         unique=False,
     )
     op.create_index(

@@ -1,0 +1,273 @@
+"""Catalog page latency: a folder with ~1,000,000 versions versus one with ~1,000 (target ratio <= 1.5).
+
+Each folder holds entries created in run 1; in run 2 every 5th entry gets a new version and every
+10th is deleted, so listings at run 1 read history and listings after run 2 read the current state.
+Both folders live in one database (the big one shares the tables with the small one, as in life).
+
+Measured through `CatalogReader.list_versions` (limit 30, median of repeats):
+  first page now / first page at a past time / show-deleted / all-versions,
+  deep page (the last page) reached the way v3 clients page (offset += limit, `PageCursors` holding
+  the previous page's position), and, for honesty, the same deep page cold (plain OFFSET skip),
+  which is not expected to meet the target.
+
+Run: `.venv/bin/python -m bench.bench_catalog [--versions 1000000] [--no-postgres]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from m365vault.catalog import CatalogReader, EntryKind, ListingQuery, PageCursors
+from m365vault.catalog.types import EntryMetadata
+from m365vault.catalog.writer import version_digest
+from m365vault.db.catalog_tables import to_micros
+from m365vault.db.engine import make_engine
+from m365vault.db.migrate import upgrade
+
+RUN1 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+RUN2 = RUN1 + timedelta(days=1)
+NOW = RUN2 + timedelta(hours=1)
+PAGE = 30
+VERSION_COLUMNS = (
+    "entry_id, object_id, parent_id, kind, first_seen, gone_at, end_reason, age_at, digest, content_ref, "
+    "subject, sender, item_class, received_at, size"
+)
+
+
+def _entries_for(versions: int) -> int:
+    # every entry has 1 version, every 5th has 2: versions = entries * 1.2
+    return max(1, round(versions / 1.2))
+
+
+def _rows(object_id: int, folder_entry: int, first_entry: int, count: int) -> Iterator[tuple[Any, ...]]:
+    t1, t2 = to_micros(RUN1), to_micros(RUN2)
+    digest = version_digest(folder_entry, EntryKind.ITEM, None, EntryMetadata())
+    for i in range(count):
+        entry = first_entry + i
+        common = (object_id, folder_entry, "item")
+        received = t1 - 3_600_000_000
+        if i % 5 == 0:
+            yield (
+                entry,
+                *common,
+                t1,
+                t2,
+                1,
+                received,
+                digest,
+                f"ref-{entry}-1",
+                f"subject {i}",
+                "a@contoso.com",
+                "IPM.Note",
+                received,
+                2048,
+            )
+            yield (
+                entry,
+                *common,
+                t2,
+                None,
+                0,
+                received,
+                digest,
+                f"ref-{entry}-2",
+                f"subject {i} (edited)",
+                "a@contoso.com",
+                "IPM.Note",
+                received,
+                2100,
+            )
+        elif i % 10 == 1:
+            yield (
+                entry,
+                *common,
+                t1,
+                t2,
+                2,
+                received,
+                digest,
+                f"ref-{entry}-1",
+                f"subject {i}",
+                "a@contoso.com",
+                "IPM.Note",
+                received,
+                2048,
+            )
+        else:
+            yield (
+                entry,
+                *common,
+                t1,
+                None,
+                0,
+                received,
+                digest,
+                f"ref-{entry}-1",
+                f"subject {i}",
+                "a@contoso.com",
+                "IPM.Note",
+                received,
+                2048,
+            )
+
+
+def load(engine: Engine, sizes: dict[str, int]) -> dict[str, tuple[int, str]]:
+    """Create one mailbox per folder size and bulk-load its versions; returns name -> (object, folder)."""
+    made: dict[str, tuple[int, str]] = {}
+    next_entry = 1
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        postgres = engine.dialect.name == "postgresql"
+        mark = "%s" if postgres else "?"
+        for object_id, (name, versions) in enumerate(sizes.items(), start=1):
+            count = _entries_for(versions)
+            folder_entry = next_entry
+            cur.execute(
+                "INSERT INTO catalog_objects (id, organization_id, repository_id, kind, external_id, name, "
+                f"first_seen, last_change_at) VALUES ({', '.join([mark] * 8)})",
+                (object_id, "org", "repo", "mailbox", f"user-{name}", name, to_micros(RUN1), to_micros(RUN2)),
+            )
+            entries = [(folder_entry, object_id, f"folder-{name}", "folder")] + [
+                (folder_entry + 1 + i, object_id, f"{name}-item-{i:08}", "item") for i in range(count)
+            ]
+            versions_rows = _rows(object_id, folder_entry, folder_entry + 1, count)
+            if postgres:
+                with cur.copy("COPY catalog_entries (id, object_id, external_id, kind) FROM STDIN") as copy:
+                    for row in entries:
+                        copy.write_row(row)
+                with cur.copy(f"COPY catalog_versions ({VERSION_COLUMNS}) FROM STDIN") as copy:
+                    for row in versions_rows:
+                        copy.write_row(row)
+            else:
+                cur.executemany(
+                    "INSERT INTO catalog_entries (id, object_id, external_id, kind) VALUES (?,?,?,?)",
+                    entries,
+                )
+                cur.executemany(
+                    f"INSERT INTO catalog_versions ({VERSION_COLUMNS}) VALUES ({', '.join(['?'] * 15)})",
+                    versions_rows,
+                )
+            cur.execute(
+                f"INSERT INTO catalog_versions ({VERSION_COLUMNS}) VALUES ({', '.join([mark] * 15)})",
+                (
+                    folder_entry,
+                    object_id,
+                    0,
+                    "folder",
+                    to_micros(RUN1),
+                    None,
+                    0,
+                    to_micros(RUN1),
+                    "x",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+            )
+            made[name] = (object_id, f"folder-{name}")
+            next_entry += count + 1
+        if postgres:
+            cur.execute("SELECT setval('catalog_entries_id_seq', %s)", (next_entry,))
+        raw.commit()
+    finally:
+        raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
+    return made
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 25) -> float:
+    fn()  # warm the cache and the statement cache
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def measure(reader: CatalogReader, object_id: int, folder: str) -> dict[str, float]:
+    now = ListingQuery(object_id, EntryKind.ITEM, NOW, folder)
+    past = ListingQuery(object_id, EntryKind.ITEM, RUN1 + timedelta(hours=1), folder)
+    deleted = ListingQuery(object_id, EntryKind.ITEM, NOW, folder, show_deleted=True)
+    every = ListingQuery(object_id, EntryKind.ITEM, NOW, folder, all_versions=True)
+    live = sum(1 for _ in _count(reader, now))
+    deep = max(0, live - PAGE)
+    # The cursor a client's sequential walk leaves behind: the position at the end of the previous
+    # page (computed here once, untimed, instead of walking all the pages before it).
+    cursors = PageCursors()
+    previous = reader.list_versions(now, offset=deep - 1, limit=1)
+    if previous.items:
+        last = previous.items[-1]
+        cursors.remember(now, deep, (last.entry_id, to_micros(last.first_seen)))
+    return {
+        "first page, now": median_ms(lambda: reader.list_versions(now, limit=PAGE)),
+        "first page, past T": median_ms(lambda: reader.list_versions(past, limit=PAGE)),
+        "first page, show-deleted": median_ms(lambda: reader.list_versions(deleted, limit=PAGE)),
+        "first page, all-versions": median_ms(lambda: reader.list_versions(every, limit=PAGE)),
+        "deep page, paged (cursor)": median_ms(
+            lambda: reader.list_versions(now, offset=deep, limit=PAGE, cursors=cursors)
+        ),
+        "deep page, cold OFFSET": median_ms(
+            lambda: reader.list_versions(now, offset=deep, limit=PAGE), repeats=5
+        ),
+    }
+
+
+def _count(reader: CatalogReader, query: ListingQuery) -> Iterator[None]:
+    after = None
+    while True:
+        page = reader.list_versions(query, limit=10_000, after=after)
+        yield from (None for _ in page.items)
+        if page.next_key is None:
+            return
+        after = page.next_key
+
+
+def bench(url: str, label: str, big: int, small: int) -> None:
+    engine = make_engine(url)
+    upgrade(engine)
+    start = time.perf_counter()
+    made = load(engine, {"small": small, "big": big})
+    print(f"[{label}] loaded {big + small:,} versions in {time.perf_counter() - start:.1f} s", flush=True)
+    reader = CatalogReader(engine)
+    small_ms = measure(reader, *made["small"])
+    big_ms = measure(reader, *made["big"])
+    print(f"[{label}] {'query':28} {f'{small:,} versions':>16} {f'{big:,} versions':>18} {'ratio':>7}")
+    for name in small_ms:
+        ratio = big_ms[name] / small_ms[name]
+        verdict = "" if "cold" in name else ("  ok" if ratio <= 1.5 else "  ABOVE TARGET 1.5")
+        print(f"[{label}] {name:28} {small_ms[name]:13.3f} ms {big_ms[name]:15.3f} ms {ratio:7.2f}{verdict}")
+    engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--versions", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_catalog_") as tmp:
+        bench(f"sqlite:///{Path(tmp) / 'catalog.db'}", "sqlite", args.versions, args.small)
+    if not args.no_postgres:
+        from tests.support.postgres import temporary_database
+
+        with temporary_database("m365vault_bench") as url:
+            bench(url, "postgresql", args.versions, args.small)
+
+
+if __name__ == "__main__":
+    main()
