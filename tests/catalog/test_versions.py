@@ -318,3 +318,35 @@ def test_bad_input_is_refused(catalog: Catalog) -> None:
         catalog.writer.apply_page(box.id, PageWrite(naive, upserts=(folder(INBOX, "Inbox"),)))
     assert version_rows(catalog) == 0
     assert catalog.reader.version_at(box.id, INBOX, datetime(2030, 1, 1, tzinfo=UTC)) is None
+
+
+def test_deleting_a_folder_with_its_contents(catalog: Catalog) -> None:
+    box = catalog.mailbox()
+    w = catalog.writer
+    sub = "folder-sub"
+    w.apply_page(
+        box.id,
+        PageWrite(
+            run(1),
+            upserts=(
+                folder(INBOX, "Inbox"),
+                folder(sub, "Projects", parent=INBOX),
+                mail("m1", "in inbox"),
+                mail("m2", "in sub", parent=sub),
+                folder(ARCHIVE, "Archive"),
+                mail("m3", "elsewhere", parent=ARCHIVE),
+            ),
+        ),
+    )
+    stats = w.apply_page(box.id, PageWrite(run(2), gones=(GoneWrite(INBOX, with_contents=True),)))
+    assert stats.gone == 4  # the folder, its subfolder and both messages
+    assert items(catalog, box.id, INBOX, run(2)) == []
+    assert items(catalog, box.id, sub, run(2)) == []
+    assert items(catalog, box.id, sub, run(2), show_deleted=True) == [("m2", "in sub")]
+    assert items(catalog, box.id, ARCHIVE, run(2)) == [("m3", "elsewhere")]
+    assert items(catalog, box.id, sub, run(1)) == [("m2", "in sub")]
+    folders = catalog.reader.list_versions(ListingQuery(box.id, EntryKind.FOLDER, run(2), ANY_PARENT))
+    assert [v.external_id for v in folders.items] == [ARCHIVE]
+    # replaying the page changes nothing
+    again = w.apply_page(box.id, PageWrite(run(2), gones=(GoneWrite(INBOX, with_contents=True),)))
+    assert again.gone == 0

@@ -275,14 +275,10 @@ class CatalogReader:
         if after is None and cursors is not None:
             base_offset, after = cursors.nearest(query, offset)
         with self._engine.connect() as conn:
-            parent_id = self._parent_id(conn, query)
-            if parent_id is None:
+            found = self._listing_context(conn, query)
+            if found is None:
                 return VersionPage([], None)
-            last_change = conn.execute(
-                select(_objects.c.last_change_at).where(_objects.c.id == query.object_id)
-            ).scalar_one_or_none()
-            if last_change is None:
-                return VersionPage([], None)
+            parent_id, last_change = found
             current_only = not query.show_deleted and not query.all_versions and query.at >= last_change
             v = _versions.c
             keys = select(v.entry_id, v.first_seen).where(
@@ -311,17 +307,24 @@ class CatalogReader:
             )
         return VersionPage(items, next_key)
 
-    def _parent_id(self, conn: Any, query: ListingQuery) -> int | _AnyParent | None:
-        if query.parent is ANY_PARENT:
-            return ANY_PARENT
-        if query.parent is None:
-            return 0
-        found: int | None = conn.execute(
-            select(_entries.c.id).where(
-                _entries.c.object_id == query.object_id, _entries.c.external_id == query.parent
-            )
-        ).scalar_one_or_none()
-        return found
+    @staticmethod
+    def _listing_context(conn: Any, query: ListingQuery) -> tuple[int | _AnyParent, datetime] | None:
+        """The parent's entry id and the object's last change, in one round trip; None when the
+        object or the named parent does not exist."""
+        o = _objects.c
+        if query.parent is ANY_PARENT or query.parent is None:
+            last_change = conn.execute(
+                select(o.last_change_at).where(o.id == query.object_id)
+            ).scalar_one_or_none()
+            if last_change is None:
+                return None
+            return (ANY_PARENT if query.parent is ANY_PARENT else 0), last_change
+        row = conn.execute(
+            select(_entries.c.id, o.last_change_at)
+            .join(_objects, o.id == _entries.c.object_id)
+            .where(_entries.c.object_id == query.object_id, _entries.c.external_id == query.parent)
+        ).first()
+        return None if row is None else (row.id, row.last_change_at)
 
     # ------------------------------------------------------------------ single entries
     def version_at(

@@ -102,10 +102,15 @@ class VersionWrite:
 
 @dataclass(frozen=True, slots=True)
 class GoneWrite:
-    """An entry that stopped existing (deleted) or left the backed-up scope (moved out)."""
+    """An entry that stopped existing (deleted) or left the backed-up scope (moved out).
+
+    `with_contents`: a container whose contents go with it (a deleted mail folder: Graph reports
+    the folder, not each message in it); everything live beneath it closes at the same time.
+    """
 
     external_id: str
     reason: EndReason = EndReason.DELETED
+    with_contents: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ _versions = versions_table
 _sync = sync_state_table
 _points = restore_points_table
 
+_CONTAINER_KINDS = [k.value for k in EntryKind if k.is_container]
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and psycopg's parameter limits
 
 
@@ -260,7 +261,13 @@ class CatalogWriter:
             if entry_id is not None:
                 self._plan_gone(plan, latest, entry_id, gone.reason)
         self._flush(conn, plan)
-        if plan.inserts or plan.updates:
+        for gone in page.gones:
+            if gone.with_contents and gone.external_id in ids:
+                closed = self._close_contents(
+                    conn, object_id, ids[gone.external_id], page.run_time, gone.reason
+                )
+                plan.bump(gone=closed)
+        if plan.inserts or plan.updates or plan.stats.gone:
             conn.execute(
                 update(_objects)
                 .where(_objects.c.id == object_id, _objects.c.last_change_at < page.run_time)
@@ -411,9 +418,41 @@ class CatalogWriter:
         else:
             plan.update(current.version_id, **values)
 
+    @staticmethod
+    def _close_contents(conn: Connection, object_id: int, root: int, at: datetime, reason: EndReason) -> int:
+        """Close every version live under `root` (breadth first through live containers)."""
+        v = _versions.c
+        closed = 0
+        parents = [root]
+        while parents:
+            children: list[int] = []
+            for chunk in _chunks(parents):
+                live = and_(v.object_id == object_id, v.parent_id.in_(chunk), v.gone_at.is_(None))
+                children += conn.execute(
+                    select(v.entry_id).where(live, v.kind.in_(_CONTAINER_KINDS))
+                ).scalars()
+                closed += conn.execute(
+                    update(_versions)
+                    .where(live, v.first_seen <= at)
+                    .values(gone_at=at, end_reason=int(reason))
+                ).rowcount
+            parents = children
+        return closed
+
     def _flush(self, conn: Connection, plan: _PagePlan) -> None:
+        # Updates are grouped by the columns they set, one executemany per group.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for version_id, values in plan.updates.items():
-            conn.execute(update(_versions).where(_versions.c.id == version_id).values(**values))
+            groups.setdefault(tuple(sorted(values)), []).append(
+                {"v_id": version_id, **{f"v_{k}": val for k, val in values.items()}}
+            )
+        for columns, rows in groups.items():
+            statement = (
+                update(_versions)
+                .where(_versions.c.id == bindparam("v_id"))
+                .values({c: bindparam(f"v_{c}", type_=_versions.c[c].type) for c in columns})
+            )
+            conn.execute(statement, rows)
         if plan.inserts:
             conn.execute(insert(_versions), list(plan.inserts.values()))
 
