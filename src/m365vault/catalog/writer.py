@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from m365vault.catalog.errors import OutOfOrderWrite, UnknownObject
 from m365vault.catalog.types import (
@@ -172,7 +173,7 @@ class CatalogWriter:
     ) -> ObjectRef:
         """Find or create the object; refresh its descriptive fields. An object seen again after it
         was marked gone is live again from `seen_at`."""
-        t = to_micros(seen_at)
+        to_micros(seen_at)  # refuses a naive datetime before anything is written
         key = and_(
             _objects.c.organization_id == organization_id,
             _objects.c.repository_id == repository_id,
@@ -187,34 +188,43 @@ class CatalogWriter:
         }
         if extras is not None:
             described["extras"] = extras
+        creation = {
+            "organization_id": organization_id,
+            "repository_id": repository_id,
+            "kind": kind.value,
+            "external_id": external_id,
+        }
+        # Two tasks may meet a new object at once: the loser of the insert race retries and finds it.
+        for attempt in range(2):
+            try:
+                object_id = self._upsert_object(key, seen_at, described, creation)
+                break
+            except IntegrityError:
+                if attempt:
+                    raise
+        return ObjectRef(object_id, organization_id, repository_id, kind, external_id)
+
+    def _upsert_object(
+        self, key: ColumnElement[bool], seen_at: datetime, described: dict[str, Any], creation: dict[str, Any]
+    ) -> int:
         with self._engine.begin() as conn:
             row = conn.execute(
                 select(_objects.c.id, _objects.c.first_seen, _objects.c.gone_at).where(key)
             ).first()
             if row is None:
-                object_id = conn.execute(
+                created: int = conn.execute(
                     insert(_objects)
-                    .values(
-                        organization_id=organization_id,
-                        repository_id=repository_id,
-                        kind=kind.value,
-                        external_id=external_id,
-                        first_seen=seen_at,
-                        gone_at=None,
-                        last_change_at=seen_at,
-                        **described,
-                    )
+                    .values(**creation, first_seen=seen_at, gone_at=None, last_change_at=seen_at, **described)
                     .returning(_objects.c.id)
                 ).scalar_one()
-            else:
-                object_id = row.id
-                values: dict[str, Any] = dict(described)
-                if to_micros(row.first_seen) > t:
-                    values["first_seen"] = seen_at
-                if row.gone_at is not None and to_micros(row.gone_at) <= t:
-                    values["gone_at"] = None
-                conn.execute(update(_objects).where(_objects.c.id == object_id).values(**values))
-        return ObjectRef(object_id, organization_id, repository_id, kind, external_id)
+                return created
+            values: dict[str, Any] = dict(described)
+            if row.first_seen > seen_at:
+                values["first_seen"] = seen_at
+            if row.gone_at is not None and row.gone_at <= seen_at:
+                values["gone_at"] = None
+            conn.execute(update(_objects).where(_objects.c.id == row.id).values(**values))
+            return int(row.id)
 
     def mark_object_gone(self, object_id: int, at: datetime) -> None:
         """The mailbox, drive or site no longer exists in the tenant (its history stays)."""
