@@ -193,4 +193,9 @@ def _walk(
         if page.next_key is None:
             break
     assert keys == sorted(keys), "pages must come in one stable order"
+    # random jumps through a cursor that leaves marks every 2 rows land where the walk said
+    jumps = PageCursors(mark_every=2)
+    for start in sorted({len(seen), len(seen) // 2, max(0, len(seen) - 5), 7}, reverse=True):
+        page = catalog.reader.list_versions(query, offset=start, limit=3, cursors=jumps)
+        assert [(v.external_id, v.metadata.subject or "") for v in page.items] == seen[start : start + 3]
     return seen

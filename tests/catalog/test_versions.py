@@ -304,6 +304,12 @@ def test_paging_is_stable_and_seeks(catalog: Catalog) -> None:
             == [v.external_id for v in cold.items]
             == whole[start : start + 5]
         )
+    # cold deep jumps leave marks on the way: later jumps agree with a plain OFFSET
+    marking = PageCursors(mark_every=4)
+    for start in (60, 9, 33, 64, 65, 66, 100, 0, 17):
+        jumped = catalog.reader.list_versions(query, offset=start, limit=3, cursors=marking)
+        assert [v.external_id for v in jumped.items] == whole[start : start + 3], start
+    assert marking.nearest(query, 59)[0] == 56
     # explicit keyset seeking
     first = catalog.reader.list_versions(query, limit=10)
     assert first.next_key is not None

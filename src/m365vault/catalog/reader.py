@@ -86,12 +86,17 @@ class PageCursors:
     """Remembers where served pages ended, per listing, so that the next page (offset + limit, the
     way v3 clients walk a folder) and any revisited offset cost a seek, not a skip of the rows before.
 
+    A cold jump to a deep offset still skips the rows before it once, but leaves a mark every
+    `mark_every` rows on the way, so later jumps anywhere before it skip fewer than `mark_every` rows.
+
     Held by a restore session (its point in time is fixed, so remembered positions stay true). Bounded:
-    at most `max_listings` listings, `max_marks` positions each (oldest dropped first).
+    at most `max_listings` listings (least recently used dropped), `max_marks` positions each (the
+    lowest dropped first).
     """
 
     max_listings: int = 256
     max_marks: int = 4096
+    mark_every: int = 1000
     _marks: OrderedDict[ListingQuery, tuple[list[int], list[PageKey]]] = field(default_factory=OrderedDict)
 
     def nearest(self, query: ListingQuery, offset: int) -> tuple[int, PageKey | None]:
@@ -291,9 +296,17 @@ class CatalogReader:
                     tuple_(v.entry_id, v.first_seen)
                     > tuple_(literal(after[0], BigInteger), literal(after[1], BigInteger))
                 )
-            page = (
-                keys.order_by(v.entry_id, v.first_seen).offset(offset - base_offset).limit(limit).subquery()
-            )
+            skip = offset - base_offset
+            if cursors is not None and skip >= 2 * cursors.mark_every:
+                self._leave_marks(conn, keys, query, cursors, base_offset, skip)
+                mark_offset, mark = cursors.nearest(query, offset)
+                if mark is not None and mark_offset > base_offset:
+                    skip = offset - mark_offset
+                    keys = keys.where(
+                        tuple_(v.entry_id, v.first_seen)
+                        > tuple_(literal(mark[0], BigInteger), literal(mark[1], BigInteger))
+                    )
+            page = keys.order_by(v.entry_id, v.first_seen).offset(skip).limit(limit).subquery()
             rows = conn.execute(
                 _version_select()
                 .join(page, and_(page.c.entry_id == v.entry_id, page.c.first_seen == v.first_seen))
@@ -306,6 +319,26 @@ class CatalogReader:
                 query, offset + len(items), (items[-1].entry_id, to_micros(items[-1].first_seen))
             )
         return VersionPage(items, next_key)
+
+    @staticmethod
+    def _leave_marks(
+        conn: Any, keys: Any, query: ListingQuery, cursors: PageCursors, base_offset: int, skip: int
+    ) -> None:
+        """Walk the `skip` keys once (inside the covering index) and remember every mark_every-th."""
+        v = _versions.c
+        walked = keys.order_by(v.entry_id, v.first_seen).limit(skip).subquery()
+        numbered = select(
+            walked.c.entry_id,
+            walked.c.first_seen,
+            func.row_number().over(order_by=(walked.c.entry_id, walked.c.first_seen)).label("n"),
+        ).subquery()
+        marks = conn.execute(
+            select(numbered.c.entry_id, numbered.c.first_seen, numbered.c.n).where(
+                numbered.c.n % cursors.mark_every == 0
+            )
+        )
+        for row in marks:
+            cursors.remember(query, base_offset + row.n, (row.entry_id, to_micros(row.first_seen)))
 
     @staticmethod
     def _listing_context(conn: Any, query: ListingQuery) -> tuple[int | _AnyParent, datetime] | None:
