@@ -191,6 +191,7 @@ def load(engine: Engine, sizes: dict[str, int]) -> dict[str, tuple[int, str]]:
             next_entry += count + 1
         if postgres:
             cur.execute("SELECT setval('catalog_entries_id_seq', %s)", (next_entry,))
+            cur.execute("SELECT setval('catalog_objects_id_seq', %s)", (len(sizes),))
         raw.commit()
     finally:
         raw.close()
