@@ -24,6 +24,7 @@ def version() -> None:
 
 
 # Command groups register here, one line each (keeps merges trivial).
+app.add_typer(__import__("m365vault.cli.repo", fromlist=["app"]).app, name="repo")
 
 
 def main() -> None:

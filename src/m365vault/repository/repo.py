@@ -16,11 +16,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from m365vault.clock import Clock, utcnow
 from m365vault.repository import blob
-from m365vault.repository.backends.base import Backend, Handle, Kind, NotFound, ObjectInfo
+from m365vault.repository.backends.base import Backend, Handle, Kind, NotFound, ObjectInfo, Retention
 from m365vault.repository.blob import BlobType, Manifest
 from m365vault.repository.chunker import StreamChunker
 from m365vault.repository.config import ObjectLockPolicy, RepositoryConfig
@@ -30,6 +30,10 @@ from m365vault.repository.index import IndexFile, Location, MasterIndex
 from m365vault.repository.keyfile import KdfParams, unwrap_master_key, wrap_master_key
 from m365vault.repository.locks import LOCK_REFRESH, LockInfo, PruneMark
 from m365vault.repository.pack import TRAILER, PackBuilder, PackEntry, parse_header
+
+if TYPE_CHECKING:
+    from m365vault.repository.check import CheckReport
+    from m365vault.repository.prune import PruneReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,7 +157,7 @@ class Repository:
         if password is not None:
             await repo.add_key(password, kdf or KdfParams())
         # The config goes last: a crash before it leaves no repository (init may be rerun).
-        await backend.save(Handle(Kind.CONFIG, "config"), cfg.seal(keys), retain_until=repo._retain_until())
+        await backend.save(Handle(Kind.CONFIG, "config"), cfg.seal(keys), retention=repo._retention())
         return repo
 
     @classmethod
@@ -324,9 +328,9 @@ class Repository:
 
     # ------------------------------------------------------------ writing
 
-    def _retain_until(self) -> datetime | None:
+    def _retention(self) -> Retention | None:
         lock = self.config.object_lock
-        return None if lock is None else lock.retain_until(self.clock())
+        return None if lock is None else Retention(lock.mode, lock.retain_until(self.clock()))
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -453,7 +457,7 @@ class Repository:
     async def _upload(self, builder: PackBuilder) -> None:
         try:
             data = await self.run_cpu(builder.finish, self.keys)
-            await self.backend.save(Handle(Kind.DATA, builder.name), data, retain_until=self._retain_until())
+            await self.backend.save(Handle(Kind.DATA, builder.name), data, retention=self._retention())
             del data
             self._unindexed[builder.name] = builder.entries
             self.index.add_pack(builder.name, builder.entries)
@@ -477,7 +481,7 @@ class Repository:
             index_file = IndexFile(packs=packs, supersedes=supersedes or [])
             try:
                 data = await self.run_cpu(index_file.seal, self.keys, name)
-                await self.backend.save(Handle(Kind.INDEX, name), data, retain_until=self._retain_until())
+                await self.backend.save(Handle(Kind.INDEX, name), data, retention=self._retention())
             except BaseException:
                 if not supersedes:
                     self._unindexed.update(packs)  # try again at the next flush
@@ -606,13 +610,13 @@ class Repository:
             stored_bytes=stored,
         )
 
-    async def check(self, read_data: bool = False, refs: Iterable[str] | None = None) -> Any:
+    async def check(self, read_data: bool = False, refs: Iterable[str] | None = None) -> CheckReport:
         """Verify the repository; see `m365vault.repository.check.check_repository`."""
         from m365vault.repository.check import check_repository
 
         return await check_repository(self, read_data=read_data, refs=refs)
 
-    async def prune(self, live_refs: Iterable[str] | None, **options: Any) -> Any:
+    async def prune(self, live_refs: Iterable[str] | None, **options: Any) -> PruneReport:
         """Reclaim space in two phases; see `m365vault.repository.prune.prune`."""
         from m365vault.repository.prune import prune
 

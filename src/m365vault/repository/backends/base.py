@@ -11,8 +11,8 @@ A backend stores opaque, immutable objects under handles. What an implementation
 * Errors are classified: `NotFound` for a missing object, `AlreadyExists`, `ObjectLocked` for an
   object under retention, other `BackendError`s are transient unless `permanent` is set.
 
-Object Lock: `save(..., retain_until=...)` asks the backend to protect the object until that time;
-backends that cannot lock raise `BackendError(permanent=True)` when asked to.
+Object Lock: `save(..., retention=Retention(mode, until))` asks the backend to protect the object
+until then; backends that cannot lock raise `BackendError(permanent=True)` when asked to.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ class Handle:
 
     def __str__(self) -> str:
         return self.path()
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Object Lock for one object: mode (COMPLIANCE or GOVERNANCE) and the end of retention."""
+
+    mode: str
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ class ObjectLocked(BackendError):
 class Backend(Protocol):
     """Stores immutable objects under handles. See the module docstring for the guarantees."""
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
         """Create the object atomically; `AlreadyExists` if it is there."""
         ...
 

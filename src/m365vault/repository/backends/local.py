@@ -26,6 +26,7 @@ from m365vault.repository.backends.base import (
     Kind,
     NotFound,
     ObjectInfo,
+    Retention,
     check_range,
     handle_from_path,
 )
@@ -43,8 +44,8 @@ class LocalBackend:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
-        if retain_until is not None:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+        if retention is not None:
             raise BackendError("a local directory cannot hold Object Lock retention", permanent=True)
         await asyncio.to_thread(self._save, handle, data)
 

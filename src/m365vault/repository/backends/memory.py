@@ -15,6 +15,7 @@ from m365vault.repository.backends.base import (
     NotFound,
     ObjectInfo,
     ObjectLocked,
+    Retention,
     check_range,
 )
 
@@ -25,12 +26,12 @@ class MemoryBackend:
         self._clock = clock
         self._object_lock = object_lock
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
-        if retain_until is not None and not self._object_lock:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+        if retention is not None and not self._object_lock:
             raise BackendError("this memory backend has no Object Lock", permanent=True)
         if handle in self._objects:
             raise AlreadyExists(str(handle))
-        self._objects[handle] = (bytes(data), self._clock(), retain_until)
+        self._objects[handle] = (bytes(data), self._clock(), None if retention is None else retention.until)
 
     async def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
         data = self._get(handle)[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 from m365vault.repository.backends.base import (
     Backend,
@@ -12,6 +11,7 @@ from m365vault.repository.backends.base import (
     Handle,
     Kind,
     ObjectInfo,
+    Retention,
 )
 
 
@@ -22,7 +22,7 @@ class ReadOnlyBackend:
     def unwrap(self) -> Backend:
         return self._inner
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
         raise BackendError(f"read-only: refusing to write {handle}", permanent=True)
 
     async def remove(self, handle: Handle) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from typing import TypeVar
 
 from m365vault.repository.backends.base import (
@@ -21,6 +20,7 @@ from m365vault.repository.backends.base import (
     Handle,
     Kind,
     ObjectInfo,
+    Retention,
     is_permanent,
 )
 
@@ -50,13 +50,13 @@ class RetryingBackend:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
         first = True
 
         async def attempt() -> None:
             nonlocal first
             try:
-                await self._inner.save(handle, data, retain_until=retain_until)
+                await self._inner.save(handle, data, retention=retention)
             except AlreadyExists:
                 if first:
                     raise

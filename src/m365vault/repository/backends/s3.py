@@ -16,7 +16,6 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -32,6 +31,7 @@ from m365vault.repository.backends.base import (
     NotFound,
     ObjectInfo,
     ObjectLocked,
+    Retention,
     check_range,
     handle_from_path,
 )
@@ -47,7 +47,6 @@ class S3Location:
     region: str = "us-east-1"
     access_key: str | None = None
     secret_key: str | None = None
-    lock_mode: str = "COMPLIANCE"  # used only for objects saved with retain_until
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3Location:
@@ -62,8 +61,6 @@ class S3Location:
 
 class S3Backend:
     def __init__(self, location: S3Location, client: Any, stack: AsyncExitStack) -> None:
-        if location.lock_mode not in LOCK_MODES:
-            raise ValueError(f"Object Lock mode must be one of {LOCK_MODES}")
         self.location = location
         self._client = client
         self._stack = stack
@@ -95,10 +92,12 @@ class S3Backend:
     def _key(self, handle: Handle) -> str:
         return f"{self.location.prefix}/{handle.path()}" if self.location.prefix else handle.path()
 
-    async def save(self, handle: Handle, data: bytes, *, retain_until: datetime | None = None) -> None:
+    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
         extra: dict[str, Any] = {}
-        if retain_until is not None:
-            extra = {"ObjectLockMode": self.location.lock_mode, "ObjectLockRetainUntilDate": retain_until}
+        if retention is not None:
+            if retention.mode not in LOCK_MODES:
+                raise BackendError(f"unknown Object Lock mode {retention.mode}", permanent=True)
+            extra = {"ObjectLockMode": retention.mode, "ObjectLockRetainUntilDate": retention.until}
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
             await self._client.put_object(
