@@ -516,6 +516,8 @@ class Repository:
 
     async def load_blob(self, kind: BlobType, blob_id: bytes) -> bytes:
         """Read and verify one blob; tries every copy, reloading the index once if needed."""
+        if blob_id in self._pending or blob_id in self._builder:
+            await self.flush()  # our own unstored write: store it so it can be read back
         last: Exception | None = None
         for attempt in range(2):
             locations = [loc for loc in self.index.lookup(blob_id) if loc.entry.kind is kind]

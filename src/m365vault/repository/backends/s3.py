@@ -116,11 +116,11 @@ class S3Backend:
             info = await self.stat(handle)
             check_range(info.size, offset, 0, handle)
             return b""
-        rng = f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+        ranged: dict[str, str] = {}
+        if offset or length is not None:  # a Range on an empty object is refused, so whole reads send none
+            ranged["Range"] = f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
         try:
-            resp = await self._client.get_object(
-                Bucket=self.location.bucket, Key=self._key(handle), Range=rng
-            )
+            resp = await self._client.get_object(Bucket=self.location.bucket, Key=self._key(handle), **ranged)
             async with resp["Body"] as body:
                 data: bytes = await body.read()
         except (ClientError, BotoCoreError) as err:
