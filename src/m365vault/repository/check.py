@@ -82,7 +82,12 @@ async def check_repository(
     manifests = await _check_manifests(repo, report, lost)
     _attach_refs(repo, report, lost, manifests)
     if refs is not None:
-        await _check_refs(repo, report, refs, lost)
+        # With the caller's items known, name only real items (a lost chunk whose manifest is
+        # lost too cannot be told from a whole item otherwise).
+        wanted = list(refs)
+        for problem in report.errors:
+            problem.refs = [r for r in problem.refs if r in set(wanted)]
+        await _check_refs(repo, report, wanted, lost)
     return report
 
 

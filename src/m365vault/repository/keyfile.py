@@ -15,7 +15,7 @@ from typing import Any
 from argon2.low_level import Type, hash_secret_raw
 
 from m365vault.repository.crypto import KEY_SIZE, open_sealed, seal
-from m365vault.repository.errors import IntegrityError, RepositoryError, WrongPassword
+from m365vault.repository.errors import IntegrityError, WrongPassword
 
 _AAD = b"key"
 
@@ -64,8 +64,8 @@ def unwrap_master_key(data: bytes, password: bytes) -> bytes:
     try:
         doc: dict[str, Any] = json.loads(data)
         if doc.get("version") != 1 or doc.get("kdf") != "argon2id":
-            raise RepositoryError(
-                f"unsupported key file (version {doc.get('version')}, kdf {doc.get('kdf')})"
+            raise IntegrityError(
+                f"damaged or unsupported key file (version {doc.get('version')}, kdf {doc.get('kdf')})"
             )
         params = KdfParams(int(doc["time_cost"]), int(doc["memory_kib"]), int(doc["parallelism"]))
         salt = base64.b64decode(doc["salt"])

@@ -612,6 +612,24 @@ class Repository:
             stored_bytes=stored,
         )
 
+    async def repair_index(self) -> int:
+        """Index every complete pack that no index lists (rebuilt from pack headers, format §5).
+        Returns how many packs were indexed; unreadable packs are left for check to report."""
+        await self.load_index()
+        packs: dict[str, list[PackEntry]] = {}
+        async for info in self.backend.list(Kind.DATA):
+            if info.handle.name in self.index.packs:
+                continue
+            try:
+                packs[info.handle.name] = await self.read_pack_header(info.handle.name, info.size)
+            except (IntegrityError, NotFound) as err:
+                log.warning("pack %s not indexed: %s", info.handle.name[:12], err)
+        if packs:
+            await self._write_index(packs=packs)
+            for pack, entries in packs.items():
+                self.index.add_pack(pack, entries)
+        return len(packs)
+
     async def check(self, read_data: bool = False, refs: Iterable[str] | None = None) -> CheckReport:
         """Verify the repository; see `m365vault.repository.check.check_repository`."""
         from m365vault.repository.check import check_repository
