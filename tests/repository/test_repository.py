@@ -177,7 +177,11 @@ async def test_several_writers_at_once_are_safe(backend: Backend) -> None:
 async def test_object_lock_retains_data_but_not_keys_or_locks() -> None:
     backend = MemoryBackend()
     repo = await Repository.init(
-        backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL, object_lock=ObjectLockPolicy("COMPLIANCE", 7)
+        backend,
+        PASSWORD,
+        kdf=KdfParams.for_tests(),
+        config=SMALL,
+        object_lock=ObjectLockPolicy("COMPLIANCE", 7),
     )
     await repo.save_item(compressible(80_000))
     await repo.flush()

@@ -85,8 +85,9 @@ async def check_repository(
         # With the caller's items known, name only real items (a lost chunk whose manifest is
         # lost too cannot be told from a whole item otherwise).
         wanted = list(refs)
-        for problem in report.errors:
-            problem.refs = [r for r in problem.refs if r in set(wanted)]
+        wanted_set = set(wanted)
+        for found in report.errors:
+            found.refs = [r for r in found.refs if r in wanted_set]
         await _check_refs(repo, report, wanted, lost)
     return report
 

@@ -192,8 +192,10 @@ async def _sweep(
             locked.add(pack)
     removable = candidates - locked
     await repo.load_index()  # include index files other writers wrote meanwhile: we supersede them
-    keep = {p: e for p, e in repo.index.packs.items() if p not in removable and p in present}
-    old_index = repo.current_index_files() + list(repo.index_problems)
+    keep = {p: e for p, e in repo.index.packs.items() if p not in removable}
+    # Supersede every present index file, not only current ones: a superseded file kept by its lock
+    # must not come back to life when the file that superseded it is removed.
+    old_index = list(repo.index_files) + list(repo.index_problems)
     new_index = await repo._write_index(supersedes=old_index, packs=keep)
     for pack in sorted(removable):
         try:

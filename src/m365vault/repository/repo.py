@@ -376,6 +376,8 @@ class Repository:
         self, chunk: bytes, chunks: list[tuple[bytes, int]], stores: list[asyncio.Task[bytes]]
     ) -> None:
         # Chunks of one item are encoded in parallel; the slot semaphore bounds memory.
+        if self._lock_created is not None and self.clock() - self._lock_created >= LOCK_REFRESH:
+            await self._refresh_lock()  # a long item must not let the lock go stale
         blob_id = await self._blob_id(chunk)
         chunks.append((blob_id, len(chunk)))
         if blob_id in self._pending:

@@ -118,7 +118,9 @@ class S3Backend:
             return b""
         ranged: dict[str, str] = {}
         if offset or length is not None:  # a Range on an empty object is refused, so whole reads send none
-            ranged["Range"] = f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+            ranged["Range"] = (
+                f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+            )
         try:
             resp = await self._client.get_object(Bucket=self.location.bucket, Key=self._key(handle), **ranged)
             async with resp["Body"] as body:
