@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from m365vault.repository import (
     ObjectLockPolicy,
     Repository,
     RepositoryError,
+    SafetyParameters,
     UnknownRef,
     WrongPassword,
 )
@@ -200,3 +202,37 @@ async def test_object_lock_needs_a_backend_that_can_lock(tmp_path) -> None:
     with pytest.raises(RepositoryError):
         await Repository.init(LocalBackend(tmp_path), PASSWORD, object_lock=ObjectLockPolicy("GOVERNANCE", 1))
     assert not list(tmp_path.iterdir())
+
+
+def mail(i: int) -> bytes:
+    rnd = random.Random(i)
+    who = rnd.choice(["alice", "bob", "carol", "dave"])
+    return (
+        f"Received: from mx{rnd.randint(1, 9)}.example.com by mail.example.org\r\n"
+        f"From: {who} <{who}@example.com>\r\nTo: team@example.org\r\nSubject: report {i}\r\n"
+        f"Message-ID: <{rnd.getrandbits(64):x}@example.com>\r\nContent-Type: text/plain\r\n\r\n"
+        + " ".join(
+            rnd.choice(["the", "quarterly", "numbers", "meeting", "budget", "please", "review"])
+            for _ in range(150)
+        )
+    ).encode()
+
+
+async def test_small_items_get_a_trained_dictionary_that_survives_reopen_and_prune() -> None:
+    backend = MemoryBackend()
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    refs = [await repo.save_item(mail(i)) for i in range(1300)]
+    await repo.close()
+    async with await Repository.open(backend, PASSWORD) as again:
+        assert len(again.index.dictionaries) == 1
+        for i in (0, 999, 1299):  # before, at and after training
+            assert await again.read_item(refs[i]) == mail(i)
+        plain = sum(len(zstandard.ZstdCompressor(level=3).compress(mail(i))) for i in range(1000, 1300))
+        stored = sum(again.index.lookup(bytes.fromhex(r[1:]))[0].entry.length for r in refs[1000:])
+        assert stored < plain  # the dictionary pays even with its nonce, tag and id overhead
+        await again.prune(refs[1200:], safety=SafetyParameters.none())
+        await again.prune(refs[1200:], safety=SafetyParameters.none())
+        assert len(again.index.dictionaries) == 1
+    await assert_check_passes(backend)
+    async with await Repository.open(backend, PASSWORD) as fresh:
+        assert await fresh.read_item(refs[1250]) == mail(1250)

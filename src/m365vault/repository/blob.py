@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -18,51 +19,114 @@ from m365vault.repository.errors import IntegrityError
 
 RAW = 0
 ZSTD = 1
+ZSTD_DICT = 2  # followed by the 32-byte id of the dictionary blob, then the frame
+
+# Small blobs compress far better with a dictionary trained on their kind (measured: mail 2.4x ->
+# 3.4x, docs/repository-format.md §12); large chunks gain nothing from one.
+DICTIONARY_MAX_CONTENT = 128 * 1024
 
 
 class BlobType(IntEnum):
     DATA = 0
     MANIFEST = 1
+    DICTIONARY = 2
+
+
+class MissingDictionary(IntegrityError):
+    """The blob was compressed with a dictionary the caller has not supplied (yet)."""
+
+    def __init__(self, dictionary_id: bytes) -> None:
+        super().__init__(f"needs dictionary {dictionary_id.hex()}")
+        self.dictionary_id = dictionary_id
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """A zstd dictionary stored as a blob of its own; `blob_id` names it in encoded blobs."""
+
+    blob_id: bytes
+    data: zstandard.ZstdCompressionDict
+
+    @classmethod
+    def from_content(cls, blob_id: bytes, content: bytes) -> Dictionary:
+        return cls(blob_id, zstandard.ZstdCompressionDict(content))
 
 
 _local = threading.local()
 
 
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    cache: dict[int, zstandard.ZstdCompressor] = getattr(_local, "compressors", None) or {}
+def _compressor(level: int, dictionary: Dictionary | None = None) -> zstandard.ZstdCompressor:
+    cache: dict[tuple[int, bytes], zstandard.ZstdCompressor] = getattr(_local, "compressors", None) or {}
     _local.compressors = cache
-    if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
-    return cache[level]
+    key = (level, b"" if dictionary is None else dictionary.blob_id)
+    if key not in cache:
+        cache[key] = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, dict_data=None if dictionary is None else dictionary.data
+        )
+    return cache[key]
 
 
-def _decompressor() -> zstandard.ZstdDecompressor:
-    d: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
-    if d is None:
-        d = _local.decompressor = zstandard.ZstdDecompressor()
-    return d
+def _decompressor(dictionary: Dictionary | None = None) -> zstandard.ZstdDecompressor:
+    cache: dict[bytes, zstandard.ZstdDecompressor] = getattr(_local, "decompressors", None) or {}
+    _local.decompressors = cache
+    key = b"" if dictionary is None else dictionary.blob_id
+    if key not in cache:
+        cache[key] = zstandard.ZstdDecompressor(dict_data=None if dictionary is None else dictionary.data)
+    return cache[key]
 
 
 def blob_aad(kind: BlobType, blob_id: bytes) -> bytes:
     return b"blob" + bytes([kind]) + blob_id
 
 
-def encode(keys: Keys, kind: BlobType, blob_id: bytes, content: bytes, level: int) -> bytes:
+def encode(
+    keys: Keys,
+    kind: BlobType,
+    blob_id: bytes,
+    content: bytes,
+    level: int,
+    dictionary: Dictionary | None = None,
+) -> bytes:
     """The blob's envelope: encoding byte + (zstd frame or raw), sealed with the blob id as AAD."""
-    packed = _compressor(level).compress(content)
-    body = bytes([ZSTD]) + packed if len(packed) < len(content) else bytes([RAW]) + content
+    use_dictionary = (
+        dictionary is not None and kind is BlobType.DATA and len(content) <= DICTIONARY_MAX_CONTENT
+    )
+    if use_dictionary:
+        assert dictionary is not None
+        packed = _compressor(level, dictionary).compress(content)
+        prefix = bytes([ZSTD_DICT]) + dictionary.blob_id
+    else:
+        packed = _compressor(level).compress(content)
+        prefix = bytes([ZSTD])
+    body = prefix + packed if len(prefix) + len(packed) < 1 + len(content) else bytes([RAW]) + content
     return seal(keys.data, body, blob_aad(kind, blob_id))
 
 
-def decode(keys: Keys, kind: BlobType, blob_id: bytes, envelope: bytes, raw_length: int) -> bytes:
+def decode(
+    keys: Keys,
+    kind: BlobType,
+    blob_id: bytes,
+    envelope: bytes,
+    raw_length: int,
+    dictionaries: Mapping[bytes, Dictionary] | None = None,
+) -> bytes:
+    """Decrypt, decompress and verify one blob. `MissingDictionary` asks the caller to supply one."""
     body = open_sealed(keys.data, envelope, blob_aad(kind, blob_id), f"blob {blob_id.hex()}")
     if not body:
         raise IntegrityError(f"blob {blob_id.hex()}: empty body")
     if body[0] == RAW:
         content = body[1:]
-    elif body[0] == ZSTD:
+    elif body[0] in (ZSTD, ZSTD_DICT):
+        dictionary = None
+        frame = memoryview(body)[1:]
+        if body[0] == ZSTD_DICT:
+            dict_id = bytes(body[1:33])
+            dictionary = (dictionaries or {}).get(dict_id)
+            if dictionary is None:
+                raise MissingDictionary(dict_id)
+            frame = frame[32:]
         try:
-            content = _decompressor().decompress(body[1:], max_output_size=raw_length)
+            content = _decompressor(dictionary).decompress(frame, max_output_size=raw_length)
         except zstandard.ZstdError as err:
             raise IntegrityError(f"blob {blob_id.hex()}: bad zstd frame: {err}") from None
     else:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from m365vault.repository import blob
 from m365vault.repository.backends.base import BackendError, Handle, Kind
-from m365vault.repository.blob import BlobType
+from m365vault.repository.blob import BlobType, Dictionary
 from m365vault.repository.errors import IntegrityError, RepositoryError
 from m365vault.repository.pack import PackEntry
 
@@ -140,7 +140,7 @@ async def _check_pack(
         damaged.update(ids)
         return
     report.bytes_read += len(data)
-    bad = await repo.run_cpu(_verify_blobs, repo, data, header)
+    bad = await repo.run_cpu(_verify_blobs, repo, data, header, await repo.load_dictionaries())
     if bad:
         report.errors.append(
             CheckProblem(where, f"{len(bad)} blob(s) fail authentication", [b.hex() for b in bad])
@@ -148,11 +148,14 @@ async def _check_pack(
         damaged.update(bad)
 
 
-def _verify_blobs(repo: Repository, data: bytes, header: list[PackEntry]) -> list[bytes]:
+def _verify_blobs(
+    repo: Repository, data: bytes, header: list[PackEntry], dictionaries: dict[bytes, Dictionary]
+) -> list[bytes]:
     bad: list[bytes] = []
     for e in header:
         try:
-            blob.decode(repo.keys, e.kind, e.blob_id, data[e.offset : e.offset + e.length], e.raw_length)
+            envelope = data[e.offset : e.offset + e.length]
+            blob.decode(repo.keys, e.kind, e.blob_id, envelope, e.raw_length, dictionaries)
         except IntegrityError:
             bad.append(e.blob_id)
     return bad

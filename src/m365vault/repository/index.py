@@ -87,6 +87,7 @@ class MasterIndex:
     def __init__(self) -> None:
         self._blobs: dict[bytes, list[Location]] = {}
         self.packs: dict[str, list[PackEntry]] = {}
+        self.dictionaries: set[bytes] = set()  # ids of compression dictionary blobs
 
     def add_pack(self, pack: str, entries: Iterable[PackEntry]) -> None:
         if pack in self.packs:
@@ -95,6 +96,8 @@ class MasterIndex:
         self.packs[pack] = listed
         for entry in listed:
             self._blobs.setdefault(entry.blob_id, []).append(Location(pack, entry))
+            if entry.kind is BlobType.DICTIONARY:
+                self.dictionaries.add(entry.blob_id)
 
     def remove_pack(self, pack: str) -> None:
         for entry in self.packs.pop(pack, []):
@@ -103,6 +106,7 @@ class MasterIndex:
                 self._blobs[entry.blob_id] = remaining
             else:
                 self._blobs.pop(entry.blob_id, None)
+                self.dictionaries.discard(entry.blob_id)
 
     def lookup(self, blob_id: bytes) -> list[Location]:
         return self._blobs.get(blob_id, [])

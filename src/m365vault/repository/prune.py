@@ -58,7 +58,7 @@ async def used_blobs(repo: Repository, live_refs: Iterable[str] | None) -> set[b
     """Blob ids the live refs need; None means every indexed blob is live (garbage-only prune)."""
     if live_refs is None:
         return set(repo.index.blob_ids())
-    used: set[bytes] = set()
+    used: set[bytes] = set(repo.index.dictionaries)  # few and small; any blob may need one
     for ref in live_refs:
         try:
             used.update(await repo.item_blobs(ref))

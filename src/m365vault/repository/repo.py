@@ -18,10 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import zstandard
+
 from m365vault.clock import Clock, utcnow
 from m365vault.repository import blob
 from m365vault.repository.backends.base import Backend, Handle, Kind, NotFound, ObjectInfo, Retention
-from m365vault.repository.blob import BlobType, Manifest
+from m365vault.repository.blob import (
+    DICTIONARY_MAX_CONTENT,
+    BlobType,
+    Dictionary,
+    Manifest,
+    MissingDictionary,
+)
 from m365vault.repository.chunker import StreamChunker
 from m365vault.repository.config import ObjectLockPolicy, RepositoryConfig
 from m365vault.repository.crypto import Keys
@@ -40,6 +48,10 @@ T = TypeVar("T")
 
 _INLINE_HASH_LIMIT = 64 * 1024  # hashing smaller blobs on the loop is cheaper than a thread hop
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
+# Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
+_DICT_SAMPLES = 1000
+_DICT_SAMPLE_BYTES = 8 * 1024 * 1024
+_DICT_SIZE = 112 * 1024
 
 
 def new_name() -> str:
@@ -112,6 +124,12 @@ class Repository:
         self._lock_name: str | None = None
         self._lock_created: datetime | None = None
         self._closed = False
+        self._dicts: dict[bytes, Dictionary] = {}  # every dictionary loaded, for decoding
+        self._dictionary: Dictionary | None = None  # the one this writer compresses with
+        self._samples: list[bytes] = []
+        self._sample_bytes = 0
+        self._no_dictionary = False  # training failed once: plain zstd from then on
+        self._training = asyncio.Lock()
 
     # ------------------------------------------------------------ opening
 
@@ -187,7 +205,55 @@ class Repository:
         repo = cls(backend, keys, config, clock=clock, workers=workers)
         await repo.load_index()
         await repo._load_marks()
+        await repo._adopt_dictionary()
         return repo
+
+    async def _adopt_dictionary(self) -> None:
+        """Compress small items with the repository's dictionary if one exists (the lowest id)."""
+        for dict_id in sorted(self.index.dictionaries):
+            try:
+                self._dictionary = await self.load_dictionary(dict_id)
+                return
+            except (IntegrityError, NotFound, UnknownRef) as err:
+                log.warning("dictionary %s unreadable, trying another: %s", dict_id.hex()[:12], err)
+
+    async def load_dictionary(self, dict_id: bytes) -> Dictionary:
+        if dict_id not in self._dicts:
+            content = await self.load_blob(BlobType.DICTIONARY, dict_id)
+            self._dicts[dict_id] = Dictionary.from_content(dict_id, content)
+        return self._dicts[dict_id]
+
+    async def load_dictionaries(self) -> dict[bytes, Dictionary]:
+        """Every readable dictionary in the index (check uses them to verify blobs off the loop)."""
+        for dict_id in sorted(self.index.dictionaries):
+            try:
+                await self.load_dictionary(dict_id)
+            except (IntegrityError, NotFound, UnknownRef):
+                continue
+        return dict(self._dicts)
+
+    async def _sample(self, content: bytes) -> None:
+        """Learn a dictionary from the first small items of a writer that has none (format §4.2)."""
+        if self._dictionary is not None or self._no_dictionary or len(content) > DICTIONARY_MAX_CONTENT:
+            return
+        if len(content) < 64:
+            return
+        self._samples.append(content)
+        self._sample_bytes += len(content)
+        if len(self._samples) < _DICT_SAMPLES and self._sample_bytes < _DICT_SAMPLE_BYTES:
+            return
+        samples, self._samples = self._samples, []
+        async with self._training:
+            if self._dictionary is not None:
+                return
+            try:
+                trained = await self.run_cpu(_train, samples)
+            except Exception as err:  # zstd refuses data it cannot learn from; plain zstd then
+                log.info("no compression dictionary: %s", err)
+                self._no_dictionary = True
+                return
+            dict_id = await self._store_blob(BlobType.DICTIONARY, trained)
+            self._dictionary = self._dicts[dict_id] = Dictionary.from_content(dict_id, trained)
 
     @staticmethod
     async def _unlock(backend: Backend, password: bytes) -> bytes:
@@ -363,7 +429,9 @@ class Repository:
             for chunk in chunker.feed(piece):
                 await self._queue_chunk(chunk, chunks, stores)
         if chunker is None:
-            blob_id = await self._store_blob(BlobType.DATA, bytes(head))
+            content = bytes(head)
+            await self._sample(content)
+            blob_id = await self._store_blob(BlobType.DATA, content)
             return make_ref(BlobType.DATA, blob_id)
         for chunk in chunker.finish():
             await self._queue_chunk(chunk, chunks, stores)
@@ -418,7 +486,13 @@ class Repository:
                 await self._encode_slots.acquire()
             try:
                 envelope = await self.run_cpu(
-                    blob.encode, self.keys, kind, blob_id, content, self.config.compression_level
+                    blob.encode,
+                    self.keys,
+                    kind,
+                    blob_id,
+                    content,
+                    self.config.compression_level,
+                    self._dictionary,
                 )
             finally:
                 self._encode_slots.release()
@@ -537,7 +611,17 @@ class Repository:
     async def _read_location(self, loc: Location) -> bytes:
         e = loc.entry
         envelope = await self.backend.load(Handle(Kind.DATA, loc.pack), e.offset, e.length)
-        return await self.run_cpu(blob.decode, self.keys, e.kind, e.blob_id, envelope, e.raw_length)
+        try:
+            return await self.run_cpu(
+                blob.decode, self.keys, e.kind, e.blob_id, envelope, e.raw_length, self._dicts
+            )
+        except MissingDictionary as missing:
+            if e.kind is BlobType.DICTIONARY:
+                raise IntegrityError("a dictionary cannot depend on a dictionary") from None
+            await self.load_dictionary(missing.dictionary_id)
+            return await self.run_cpu(
+                blob.decode, self.keys, e.kind, e.blob_id, envelope, e.raw_length, self._dicts
+            )
 
     async def load_manifest(self, blob_id: bytes) -> Manifest:
         return Manifest.decode(await self.load_blob(BlobType.MANIFEST, blob_id))
@@ -658,6 +742,12 @@ async def _pieces(data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> Async
         return
     for piece in data:
         yield bytes(piece)
+
+
+def _train(samples: list[bytes]) -> bytes:
+    pieces: list[bytes | bytearray | memoryview] = list(samples)
+    trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces).as_bytes()
+    return trained
 
 
 def _as_bytes(password: str | bytes) -> bytes:
