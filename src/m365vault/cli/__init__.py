@@ -23,9 +23,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-# Command groups register here, one line each (keeps merges trivial).
-__import__("m365vault.cli.serve", fromlist=["register"]).register(app)
-__import__("m365vault.cli.admin", fromlist=["register"]).register(app)
+# Command groups register here, one line each (keeps merges trivial). Imported late because each
+# module adds its commands to `app` above.
+from m365vault.cli import admin, repo, serve  # noqa: E402
+
+serve.register(app)
+admin.register(app)
+app.add_typer(repo.app, name="repo")
 
 
 def main() -> None:

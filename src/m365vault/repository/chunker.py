@@ -1,0 +1,50 @@
+"""Content-defined chunking of a stream (FastCDC 2020 through pyfastcdc), in bounded memory.
+
+FastCDC decides each cut from the bytes after the previous cut only, so cutting a window and
+keeping its last (possibly unfinished) chunk as the start of the next window gives exactly the
+chunks that cutting the whole stream at once would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pyfastcdc.cy import FastCDC
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    min_size: int = 256 * 1024
+    avg_size: int = 1024 * 1024
+    max_size: int = 4 * 1024 * 1024
+
+
+class StreamChunker:
+    """Feed bytes with `feed`, take finished chunks; `finish` returns the rest."""
+
+    def __init__(self, params: ChunkerParams, seed: int) -> None:
+        self._cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size, seed=seed)
+        self._window = 2 * params.max_size
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        self._buffer += data
+        if len(self._buffer) < self._window:
+            return []
+        chunks = [(c.offset, c.length) for c in self._cdc.cut_buf(self._buffer)]
+        last_offset = chunks[-1][0]
+        with memoryview(self._buffer) as view:
+            done = [bytes(view[offset : offset + length]) for offset, length in chunks[:-1]]
+        del self._buffer[:last_offset]
+        return done
+
+    def finish(self) -> Iterator[bytes]:
+        if self._buffer:
+            view = memoryview(self._buffer)
+            try:
+                for chunk in self._cdc.cut_buf(view):
+                    yield bytes(chunk.data)
+            finally:
+                view.release()
+        self._buffer = bytearray()
