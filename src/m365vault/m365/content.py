@@ -45,7 +45,7 @@ async def _whole_stream(
     delivered = 0
     try:
         async with client.stream("GET", path, scope=scope, headers=headers) as response:
-            async for chunk in response.aiter_bytes(chunk_size):
+            async for chunk in _pieces(response, chunk_size):
                 delivered += len(chunk)
                 yield chunk
     except httpx.TransportError as exc:
@@ -147,7 +147,10 @@ async def _resumable_download(
         if location is None:
             location = await _download_location(client, path)
         authenticated = location.startswith(client.base_url)
-        headers = {"Range": f"bytes={delivered}-"} if delivered else None
+        # Identity encoding: Range offsets must count the bytes of the file, not of a gzip stream.
+        headers = {"Accept-Encoding": "identity"}
+        if delivered:
+            headers["Range"] = f"bytes={delivered}-"
         try:
             async with client.stream(
                 "GET",
@@ -158,7 +161,7 @@ async def _resumable_download(
                 authenticated=authenticated,
             ) as response:
                 skip, total = _range_plan(response, delivered, total)
-                async for chunk in response.aiter_bytes(chunk_size):
+                async for chunk in _pieces(response, chunk_size):
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut
@@ -184,6 +187,14 @@ async def _resumable_download(
             continue
         if total is not None and delivered > total:
             raise GraphPermanent(f"download returned {delivered} bytes, more than the announced {total}")
+
+
+async def _pieces(response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, split to at most `chunk_size`: nothing received is held back, so a
+    drop loses no byte that already reached us (a resume starts exactly where delivery stopped)."""
+    async for chunk in response.aiter_bytes():
+        for start in range(0, len(chunk), chunk_size):
+            yield chunk[start : start + chunk_size]
 
 
 def _range_plan(response: httpx.Response, delivered: int, total: int | None) -> tuple[int, int | None]:
