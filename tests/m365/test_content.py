@@ -23,7 +23,7 @@ DOWNLOAD = "https://contoso.sharepoint.com/sites/x/_layouts/15/download.aspx?Uni
 MIME = b"Received: from mail\r\nSubject: hi\r\nX-MS-Exchange-Organization: 1\r\n\r\nbody\r\n"
 
 
-async def drain(stream) -> bytes:  # type: ignore[no-untyped-def]
+async def drain(stream) -> bytes:
     return b"".join([chunk async for chunk in stream])
 
 
@@ -85,7 +85,7 @@ def redirect_to(url: str) -> httpx.Response:
     return httpx.Response(302, headers={"Location": url})
 
 
-def ranged_file(size: int, *, drop_at: set[int] | None = None, honour_range: bool = True):  # type: ignore[no-untyped-def]
+def ranged_file(size: int, *, drop_at: set[int] | None = None, honour_range: bool = True):
     """A download host serving `size` pattern bytes; drops the connection once at each offset in drop_at."""
     drops = set(drop_at or ())
 
@@ -99,12 +99,12 @@ def ranged_file(size: int, *, drop_at: set[int] | None = None, honour_range: boo
         if fail is not None:
             drops.discard(fail)
 
-        async def body():  # type: ignore[no-untyped-def]
+        async def body():
             async for chunk in byte_stream(size - start, fail_after=None if fail is None else fail - start):
                 yield chunk if not start else pattern_bytes(start, 0) + chunk
 
         # byte_stream restarts its pattern at 0; shift it so offsets match the file.
-        async def shifted():  # type: ignore[no-untyped-def]
+        async def shifted():
             pos = start
             async for chunk in body():
                 yield pattern_bytes(pos, len(chunk))

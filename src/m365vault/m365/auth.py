@@ -119,8 +119,11 @@ class _MsalHttpClient:
         **kwargs: Any,
     ) -> httpx.Response:
         if isinstance(data, Mapping):
+            # requests decodes bytes form values (MSAL's client assertion is bytes); httpx would
+            # send their repr, so decode them here.
+            form = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
             return self._client.post(
-                url, params=params, data=dict(data), headers=headers, timeout=kwargs.get("timeout", 30.0)
+                url, params=params, data=form, headers=headers, timeout=kwargs.get("timeout", 30.0)
             )
         return self._client.post(
             url, params=params, content=data, headers=headers, timeout=kwargs.get("timeout", 30.0)
