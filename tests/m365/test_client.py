@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -290,3 +291,35 @@ async def test_next_links_and_relative_paths_resolve_against_the_base() -> None:
         )
     assert str(router.requests[0].url) == f"{GRAPH}/users/u1"
     assert "$skiptoken=X%274453%27" in str(router.requests[1].url)
+
+
+async def test_a_json_body_cut_mid_way_is_fetched_again() -> None:
+    router = Router()
+    calls = {"n": 0}
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield b'{"value": [{"id"'
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(200, headers={"Content-Length": "1024"}, content=cut())
+        return httpx.Response(200, json={"value": [{"id": "u1"}]})
+
+    router.on("GET", r"/users$", answer)
+    client, _, _ = make_client(router)
+    async with client:
+        assert await client.get_json("/users", scope=Scope.directory()) == {"value": [{"id": "u1"}]}
+    assert calls["n"] == 2
+
+
+async def test_throttle_and_flaky_failures_have_separate_budgets() -> None:
+    router = Router()
+    busy = httpx.Response(503, headers={"Retry-After": "1"}, json={"error": {"code": "serviceNotAvailable"}})
+    flaky = graph_error(500, "generalException")
+    router.on("GET", r"/users/u1$", busy, busy, busy, flaky, busy, flaky, busy, OK)
+    client, _, _ = make_client(router, retry=RetryPolicy(max_attempts=6, max_flaky_attempts=3))
+    async with client:
+        assert (await client.get_json("/users/u1", scope=Scope.directory()))["id"] == "u1"
+    assert len(router.requests) == 8

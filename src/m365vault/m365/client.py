@@ -43,10 +43,18 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.Connec
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
+@dataclass
+class _Failures:
+    """Failures of one call so far, counted per kind: each kind has its own budget."""
+
+    throttled: int = 0
+    flaky: int = 0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 10  # for throttling answers
-    max_flaky_attempts: int = 4  # for 500/502 and dropped connections
+    max_flaky_attempts: int = 5  # for 500/502 and dropped connections
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     max_retry_after: float = 600.0  # a longer demand ends the call with GraphThrottled
@@ -188,8 +196,8 @@ class GraphClient:
             content=content,
             authenticated=authenticated,
             idempotent=idempotent,
+            read=True,
         ) as response:
-            await response.aread()
             return response
 
     async def get_json(
@@ -235,8 +243,13 @@ class GraphClient:
         content: bytes | None = None,
         authenticated: bool = True,
         idempotent: bool | None = None,
+        read: bool = False,
     ) -> AsyncIterator[httpx.Response]:
-        """Send with retries; yield the unread response (2xx/3xx) while holding the lane slot."""
+        """Send with retries; yield the response (2xx/3xx) while holding the lane slot.
+
+        With `read`, the body is read before yielding (and a cut mid-body is retried); otherwise
+        the caller streams it and owns what happens when the connection drops.
+        """
         if json is not None:
             content = jsonlib.dumps(json).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -245,6 +258,7 @@ class GraphClient:
         lane = self.lane(scope)
         url = self.url(path)
         attempt = 0
+        failures = _Failures()
         reauthenticated = False
         while True:
             attempt += 1
@@ -254,14 +268,17 @@ class GraphClient:
                 request = self._build(method, url, params, headers, content, token, attempt)
                 try:
                     response = await self._http.send(request, stream=True)
-                except httpx.TransportError as exc:
-                    wait = self._transport_retry(exc, request, attempt, idempotent)
-                else:
                     stack.push_async_callback(response.aclose)
+                    if response.status_code >= 400 or read:
+                        # Reading inside the loop: a connection cut mid-body is retried like a failed send.
+                        await response.aread()
+                except httpx.TransportError as exc:
+                    failures.flaky += 1
+                    wait = self._transport_retry(exc, request, failures.flaky, idempotent)
+                else:
                     if response.status_code < 400:
                         yield response
                         return
-                    await response.aread()
                     body = _json_body(response.content)
                     if response.status_code == 401 and token is not None and not reauthenticated:
                         # An expired or revoked token: fetch a new one once, then treat 401 as final.
@@ -269,7 +286,7 @@ class GraphClient:
                         self.tokens.invalidate(token)
                         reauthenticated = True
                         continue
-                    wait = self._status_retry(response, body, lane, attempt, idempotent)
+                    wait = self._status_retry(response, body, lane, attempt, failures, idempotent)
             # The lane slot is released before waiting, so a back-off never blocks other workers.
             await self.timer.sleep(wait)
 
@@ -315,14 +332,28 @@ class GraphClient:
         return self._backoff(attempt)
 
     def _status_retry(
-        self, response: httpx.Response, body: Any, lane: Lane, attempt: int, idempotent: bool
+        self,
+        response: httpx.Response,
+        body: Any,
+        lane: Lane,
+        attempt: int,
+        failures: _Failures,
+        idempotent: bool,
     ) -> float:
         """Seconds to wait before retrying this error answer, or raise its classified error."""
         status = response.status_code
         throttled = status in THROTTLE_STATUSES
         flaky = status in FLAKY_STATUSES and idempotent
-        limit = self.retry.max_attempts if throttled else self.retry.max_flaky_attempts
-        if not (throttled or flaky) or attempt >= limit:
+        if throttled:
+            failures.throttled += 1
+        elif flaky:
+            failures.flaky += 1
+        exhausted = (
+            failures.throttled >= self.retry.max_attempts
+            if throttled
+            else failures.flaky >= self.retry.max_flaky_attempts
+        )
+        if not (throttled or flaky) or exhausted:
             self._log_failure(response, body, attempt, "giving up")
             raise classify_response(response, body)
         retry_after = parse_retry_after(response)
@@ -333,7 +364,11 @@ class GraphClient:
                 status=status,
                 request_id=response.headers.get("request-id"),
             )
-        wait = retry_after if retry_after is not None else self._backoff(attempt)
+        wait = (
+            retry_after
+            if retry_after is not None
+            else self._backoff(failures.throttled if throttled else failures.flaky)
+        )
         if status in (429, 509) or (status == 503 and retry_after is not None):
             # Throttling is per mailbox / tenant: stop every worker of the lane, not just this one.
             lane.pause(wait)
