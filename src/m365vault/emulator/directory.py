@@ -48,7 +48,10 @@ def _parse_filter(text: str) -> tuple[Callable[[dict[str, Any]], bool], bool]:
     for part in ors:
         preds = []
         for clause in re.split(r"\s+and\s+", part, flags=re.IGNORECASE):
-            m = _CLAUSE.match(clause.strip().strip("()"))
+            clause = clause.strip()
+            if clause.startswith("(") and clause.endswith(")"):
+                clause = clause[1:-1]
+            m = _CLAUSE.match(clause)
             if not m:
                 raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported or invalid query filter clause "
                                  f"specified for property '{clause.strip()}'.")
