@@ -24,6 +24,7 @@ def version() -> None:
 
 
 # Command groups register here, one line each (keeps merges trivial).
+from m365vault.cli import emulator as _emulator  # noqa: E402, F401 (registers `emulator`)
 
 
 def main() -> None:
