@@ -204,3 +204,25 @@ async def test_large_download_stays_within_a_buffer_of_memory() -> None:
             tracemalloc.stop()
     assert total == size
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte file"
+
+
+async def test_a_resume_that_announces_another_size_is_not_spliced() -> None:
+    router = Router()
+    router.on("GET", r"/content$", redirect_to(DOWNLOAD))
+    first = {"done": False}
+
+    def host(request: httpx.Request) -> httpx.Response:
+        if not first["done"]:
+            first["done"] = True
+            headers = {"Content-Length": "1024", "ETag": '"{A},1"'}
+            return httpx.Response(200, headers=headers, content=byte_stream(1024, fail_after=100))
+        assert request.headers["If-Range"] == '"{A},1"' and request.headers["Range"] == "bytes=100-"
+        return httpx.Response(
+            206, headers={"Content-Range": "bytes 100-4999/5000"}, content=pattern_bytes(100, 4900)
+        )
+
+    router.on("GET", r"download\.aspx", host)
+    client, _, _ = make_client(router)
+    async with client:
+        with pytest.raises(GraphStreamInterrupted, match="size changed"):
+            await drain(download_file(client, "d1", "i1"))

@@ -24,7 +24,7 @@ import msal
 from msal.exceptions import MsalServiceError
 
 from m365vault.m365.errors import GraphAuthError
-from m365vault.m365.settings import ClientCertificate, ClientSecret, TenantSettings
+from m365vault.m365.settings import ClientCertificate, ClientSecret, TenantSettings, tls_verification
 from m365vault.m365.timing import RealTimer, Timer
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ class MsalTokenSource:
             raise ValueError(f"the authority must be an https URL (MSAL requirement): {settings.authority}")
         self._settings = settings
         self._http = _MsalHttpClient(
-            httpx.Client(transport=transport, verify=settings.verify, trust_env=False, timeout=30.0)
+            httpx.Client(
+                transport=transport, verify=tls_verification(settings.verify), trust_env=False, timeout=30.0
+            )
         )
         self._app: msal.ConfidentialClientApplication | None = None
 

@@ -30,7 +30,7 @@ import httpx
 
 from m365vault.m365.auth import TokenProvider, msal_token_provider
 from m365vault.m365.errors import GraphError, GraphThrottled, GraphTransient, classify_response, safe_url
-from m365vault.m365.settings import TenantSettings
+from m365vault.m365.settings import TenantSettings, tls_verification
 from m365vault.m365.throttle import Lane, LimitPolicy, Scope, Throttle
 from m365vault.m365.timing import RealTimer, Timer
 
@@ -114,7 +114,7 @@ class GraphClient:
         self._rng = rng or random.Random()
         self._http = httpx.AsyncClient(
             transport=transport,
-            verify=verify,
+            verify=tls_verification(verify),
             trust_env=False,
             follow_redirects=False,  # 302s to download hosts are followed by hand, without the token
             timeout=httpx.Timeout(timeout, connect=15.0),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -136,46 +137,60 @@ def download_file(
     return _resumable_download(client, path, chunk_size, max_resumes)
 
 
+@dataclass
+class _Progress:
+    """What a resumable download knows so far."""
+
+    delivered: int = 0
+    total: int | None = None
+    etag: str | None = None
+
+    def request_headers(self) -> dict[str, str]:
+        # Identity encoding: Range offsets must count the bytes of the file, not of a gzip stream.
+        headers = {"Accept-Encoding": "identity"}
+        if self.delivered:
+            headers["Range"] = f"bytes={self.delivered}-"
+            if self.etag and not self.etag.startswith("W/"):
+                headers["If-Range"] = self.etag  # a changed file comes back whole (200), not spliced
+        return headers
+
+    def admit(self, response: httpx.Response, location: str) -> int:
+        """Check a (possibly ranged) answer against what we have; returns the bytes to skip."""
+        skip, announced = _range_plan(response, self.delivered)
+        if self.delivered and self.total is not None and announced is not None and announced != self.total:
+            # The bytes already handed out belong to another version (or were not the file).
+            raise GraphStreamInterrupted(
+                f"file size changed from {self.total} to {announced} bytes during the download",
+                bytes_delivered=self.delivered,
+                url=safe_url(location),
+            )
+        if not self.delivered:
+            self.etag = response.headers.get("etag")
+        if announced is not None:
+            self.total = announced
+        return skip
+
+
 async def _resumable_download(
     client: GraphClient, path: str, chunk_size: int, max_resumes: int
 ) -> AsyncIterator[bytes]:
-    delivered = 0
-    total: int | None = None
+    progress = _Progress()
     resumes = 0
     location: str | None = None
-    while total is None or delivered < total:
+    while progress.total is None or progress.delivered < progress.total:
         if location is None:
             location = await _download_location(client, path)
-        authenticated = location.startswith(client.base_url)
-        # Identity encoding: Range offsets must count the bytes of the file, not of a gzip stream.
-        headers = {"Accept-Encoding": "identity"}
-        if delivered:
-            headers["Range"] = f"bytes={delivered}-"
         try:
-            async with client.stream(
-                "GET",
-                location,
-                scope=Scope.sharepoint(),
-                cost=0,
-                headers=headers,
-                authenticated=authenticated,
-            ) as response:
-                skip, total = _range_plan(response, delivered, total)
-                async for chunk in _pieces(response, chunk_size):
-                    if skip:
-                        cut = min(skip, len(chunk))
-                        chunk, skip = chunk[cut:], skip - cut
-                    if chunk:
-                        delivered += len(chunk)
-                        yield chunk
-                if total is None:
-                    total = delivered  # no length announced: the clean end of the body is the end
+            async for chunk in _download_once(client, location, progress, chunk_size):
+                yield chunk
         except (httpx.TransportError, GraphTransient) as exc:
+            if isinstance(exc, GraphStreamInterrupted):
+                raise
             resumes += 1
             if resumes > max_resumes:
                 raise GraphStreamInterrupted(
-                    f"download kept failing after {delivered} bytes ({resumes - 1} resumes)",
-                    bytes_delivered=delivered,
+                    f"download kept failing after {progress.delivered} bytes ({resumes - 1} resumes)",
+                    bytes_delivered=progress.delivered,
                     url=safe_url(location),
                 ) from exc
         except (GraphAuthError, GraphForbidden):
@@ -184,9 +199,34 @@ async def _resumable_download(
             if resumes > max_resumes:
                 raise
             location = None
-            continue
-        if total is not None and delivered > total:
-            raise GraphPermanent(f"download returned {delivered} bytes, more than the announced {total}")
+    if progress.total is not None and progress.delivered > progress.total:
+        raise GraphPermanent(
+            f"download returned {progress.delivered} bytes, more than the announced {progress.total}"
+        )
+
+
+async def _download_once(
+    client: GraphClient, location: str, progress: _Progress, chunk_size: int
+) -> AsyncIterator[bytes]:
+    """One GET of the download URL from where `progress` stands; updates it as bytes are handed out."""
+    async with client.stream(
+        "GET",
+        location,
+        scope=Scope.sharepoint(),
+        cost=0,
+        headers=progress.request_headers(),
+        authenticated=location.startswith(client.base_url),
+    ) as response:
+        skip = progress.admit(response, location)
+        async for chunk in _pieces(response, chunk_size):
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip = chunk[cut:], skip - cut
+            if chunk:
+                progress.delivered += len(chunk)
+                yield chunk
+        if progress.total is None:
+            progress.total = progress.delivered  # no length announced: the clean end is the end
 
 
 async def _pieces(response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
@@ -197,8 +237,8 @@ async def _pieces(response: httpx.Response, chunk_size: int) -> AsyncIterator[by
             yield chunk[start : start + chunk_size]
 
 
-def _range_plan(response: httpx.Response, delivered: int, total: int | None) -> tuple[int, int | None]:
-    """(bytes to skip at the start of this body, total size) for a possibly ranged answer."""
+def _range_plan(response: httpx.Response, delivered: int) -> tuple[int, int | None]:
+    """(bytes to skip at the start of this body, total size if announced) for a possibly ranged answer."""
     if response.status_code == 206:
         match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
         if not match:
@@ -207,7 +247,7 @@ def _range_plan(response: httpx.Response, delivered: int, total: int | None) -> 
         if start > delivered:
             raise GraphPermanent(f"server resumed at byte {start}, after the {delivered} bytes we have")
         size = match.group(3)
-        return delivered - start, (int(size) if size != "*" else total)
+        return delivered - start, (int(size) if size != "*" else None)
     length = response.headers.get("content-length")
     # A 200 is the whole file: skip what we already handed out.
-    return delivered, (int(length) if length and length.isdigit() else total)
+    return delivered, (int(length) if length and length.isdigit() else None)

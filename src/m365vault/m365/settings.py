@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import ssl
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -167,3 +168,10 @@ class TenantSettings:
     def token_scope(self) -> str:
         # A national cloud's .default scope must use that cloud's Graph domain.
         return self.scope or f"{self.endpoints.graph_root}/.default"
+
+
+def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
+    """What httpx takes for `verify`: True/False, or a context trusting the CA bundle at a path."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
