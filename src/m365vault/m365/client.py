@@ -380,7 +380,10 @@ class GraphClient:
     def _log_failure(self, response: httpx.Response, body: Any, attempt: int, action: str) -> None:
         request = response.request
         codes = classify_response(response, body).code
-        log.warning(
+        # A 404 is often an answer, not a failure (probing for a mailbox or a OneDrive).
+        level = logging.INFO if response.status_code == 404 else logging.WARNING
+        log.log(
+            level,
             "Graph %s %s -> %d %s (attempt %d; request-id %s; client-request-id %s): %s",
             request.method,
             safe_url(request.url),
