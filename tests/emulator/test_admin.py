@@ -35,23 +35,38 @@ def test_config_defaults_validation_and_round_trip(own: Emu) -> None:
     own.admin("POST", "config", {"latencyMs": 0, "throttle": {"mailboxRequestsPer10Min": 10_000}})
 
 
-def test_activity_is_deterministic_and_shows_in_delta(own: Emu, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_activity_is_deterministic_and_shows_in_delta(
+    own: Emu, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     with own.client() as g:
         users = g.get("/users", params={"$select": "id,mail,userType"}).json()["value"]
         boxes = [u["id"] for u in users if u["mail"] and u["userType"] == "Member"]
-        links = {u: drain(g, f"/users/{u}/mailFolders/inbox/messages/delta", {"Prefer": 'IdType="ImmutableId"'})[1]
-                 for u in boxes}
-        drives = [d["id"] for s in g.get("/sites/getAllSites").json()["value"]
-                  for d in g.get(f"/sites/{s['id']}/drives").json()["value"]]
+        links = {
+            u: drain(g, f"/users/{u}/mailFolders/inbox/messages/delta", {"Prefer": 'IdType="ImmutableId"'})[1]
+            for u in boxes
+        }
+        drives = [
+            d["id"]
+            for s in g.get("/sites/getAllSites").json()["value"]
+            for d in g.get(f"/sites/{s['id']}/drives").json()["value"]
+        ]
         drive_links = {d: drain(g, f"/drives/{d}/root/delta")[1] for d in drives}
-        spec = {"seed": 5, "newMessages": 4, "deletedMessages": 2, "movedMessages": 2, "updatedMessages": 2,
-                "newFiles": 3, "editedFiles": 2, "deletedFiles": 1}
+        spec = {
+            "seed": 5,
+            "newMessages": 4,
+            "deletedMessages": 2,
+            "movedMessages": 2,
+            "updatedMessages": 2,
+            "newFiles": 3,
+            "editedFiles": 2,
+            "deletedFiles": 1,
+        }
         bad = own.admin("POST", "activity", {**spec, "newMessages": -1})
         assert bad.status_code == 400
         done = own.admin("POST", "activity", spec).json()
         assert {k: len(v) for k, v in done.items()} == {k: v for k, v in spec.items() if k != "seed"}
         seen_mail = {}
-        for u, link in links.items():
+        for _u, link in links.items():
             for c in drain(g, link, {"Prefer": 'IdType="ImmutableId"'})[0]:
                 seen_mail[c["id"]] = c
         for m in done["newMessages"]:
@@ -61,7 +76,7 @@ def test_activity_is_deterministic_and_shows_in_delta(own: Emu, tmp_path_factory
         for m in done["deletedMessages"]:
             assert g.get(f"/users/{m['user']}/messages/{m['id']}").status_code == 404
         seen_files = {}
-        for d, link in drive_links.items():
+        for _d, link in drive_links.items():
             for c in drain(g, link)[0]:
                 seen_files[c["id"]] = c
         assert all(f["id"] in seen_files for f in done["newFiles"] + done["editedFiles"])
@@ -73,27 +88,43 @@ def test_activity_is_deterministic_and_shows_in_delta(own: Emu, tmp_path_factory
     finally:
         twin.process.terminate()
     assert [m["user"] for m in again["newMessages"]] == [m["user"] for m in done["newMessages"]]
-    assert again["deletedMessages"] == done["deletedMessages"] and again["movedMessages"] == done["movedMessages"]
+    assert (
+        again["deletedMessages"] == done["deletedMessages"]
+        and again["movedMessages"] == done["movedMessages"]
+    )
     assert [f["name"] for f in again["newFiles"]] == [f["name"] for f in done["newFiles"]]
 
 
 def test_mailbox_concurrency_and_window_limits(own: Emu) -> None:
     with own.client() as g:
-        uid = [u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"]][0]["id"]
+        uid = next(u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"])[
+            "id"
+        ]
     token = own.token()
     own.admin("POST", "config", {"latencyMs": 300, "throttle": {"enabled": True, "mailboxConcurrency": 2}})
     try:
+
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as c:
-                return await asyncio.gather(*[c.get(f"{own.graph}/users/{uid}/mailFolders/inbox") for _ in range(5)])
+                return await asyncio.gather(
+                    *[c.get(f"{own.graph}/users/{uid}/mailFolders/inbox") for _ in range(5)]
+                )
 
         codes = sorted(r.status_code for r in asyncio.run(burst()))
         assert codes.count(200) == 2 and codes.count(429) == 3
         throttled = next(r for r in asyncio.run(burst()) if r.status_code == 429)
-        assert throttled.json() == {"error": {"code": "ApplicationThrottled",
-                                              "message": "Application is over its MailboxConcurrency limit."}}
+        assert throttled.json() == {
+            "error": {
+                "code": "ApplicationThrottled",
+                "message": "Application is over its MailboxConcurrency limit.",
+            }
+        }
         assert int(throttled.headers["Retry-After"]) >= 1
-        own.admin("POST", "config", {"latencyMs": 0, "throttle": {"mailboxConcurrency": 4, "mailboxRequestsPer10Min": 15}})
+        own.admin(
+            "POST",
+            "config",
+            {"latencyMs": 0, "throttle": {"mailboxConcurrency": 4, "mailboxRequestsPer10Min": 15}},
+        )
         with own.client() as g:
             codes2 = [g.get(f"/users/{uid}/mailFolders/inbox").status_code for _ in range(6)]
             assert 429 in codes2
@@ -102,8 +133,14 @@ def test_mailbox_concurrency_and_window_limits(own: Emu) -> None:
             assert int(r.headers["Retry-After"]) > 1
             assert g.get("/users").status_code == 200  # other workloads are not affected
     finally:
-        own.admin("POST", "config", {"latencyMs": 0, "throttle": {"enabled": False, "mailboxConcurrency": 4,
-                                                                  "mailboxRequestsPer10Min": 10_000}})
+        own.admin(
+            "POST",
+            "config",
+            {
+                "latencyMs": 0,
+                "throttle": {"enabled": False, "mailboxConcurrency": 4, "mailboxRequestsPer10Min": 10_000},
+            },
+        )
 
 
 def test_sharepoint_resource_units(own: Emu) -> None:
@@ -121,14 +158,16 @@ def test_sharepoint_resource_units(own: Emu) -> None:
             assert int(throttled["Retry-After"]) >= 1
             assert any("RateLimit-Remaining" in h for h in headers[:4])
     finally:
-        own.admin("POST", "config", {"throttle": {"enabled": False, "sharePointResourceUnitsPerMinute": 1200}})
+        own.admin(
+            "POST", "config", {"throttle": {"enabled": False, "sharePointResourceUnitsPerMinute": 1200}}
+        )
 
 
 def test_fault_injection(own: Emu) -> None:
     own.admin("POST", "config", {"faultRate": 0.6})
     try:
         with own.client() as g:
-            outcomes = []
+            outcomes: list[int | str] = []
             for _ in range(40):
                 try:
                     outcomes.append(g.get("/users").status_code)
@@ -143,9 +182,13 @@ def test_fault_injection(own: Emu) -> None:
 
 def test_restart_keeps_tenant_changes_and_tokens(own: Emu) -> None:
     with own.client() as g:
-        uid = [u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"]][1]["id"]
+        uid = [u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"]][1][
+            "id"
+        ]
         _, link, _ = drain(g, f"/users/{uid}/mailFolders/drafts/messages/delta")
-        created = g.post(f"/users/{uid}/mailFolders/drafts/messages", json={"subject": "survives restart"}).json()
+        created = g.post(
+            f"/users/{uid}/mailFolders/drafts/messages", json={"subject": "survives restart"}
+        ).json()
     own.process.terminate()
     again = start_emulator(own.state_dir, seed=99)  # the stored seed wins over the flag
     own.process, own.base = again.process, again.base

@@ -22,19 +22,24 @@ def test_quick_xor_hash_reference_vectors() -> None:
     data = content.read_all(3, "x", 2_000_003)
     h = QuickXorHash()
     for i in range(0, len(data), 77_777):
-        h.update(data[i: i + 77_777])
+        h.update(data[i : i + 77_777])
     assert h.digest_b64() == quick_xor_hash(data)
 
 
 def test_same_seed_same_tenant_other_seed_other_tenant() -> None:
-    a, b, c = Tenant(4, "small", "x.onmicrosoft.com"), Tenant(4, "small", "x.onmicrosoft.com"), Tenant(5, "small", "x.onmicrosoft.com")
+    a, b, c = (
+        Tenant(4, "small", "x.onmicrosoft.com"),
+        Tenant(4, "small", "x.onmicrosoft.com"),
+        Tenant(5, "small", "x.onmicrosoft.com"),
+    )
     assert [u.upn for u in a.users] == [u.upn for u in b.users]
     assert a.drive_entries(3) == b.drive_entries(3)
     user = a.users[0]
     m1 = generate.message(a, user, 1, "f", 3)
     assert m1 == generate.message(b, user, 1, "f", 3)
-    assert generate.build_mime(4, m1, [generate.content_bytes(4, x["_content"]) for x in m1["attachments"]]) == \
-        generate.build_mime(4, m1, [generate.content_bytes(4, x["_content"]) for x in m1["attachments"]])
+    assert generate.build_mime(
+        4, m1, [generate.content_bytes(4, x["_content"]) for x in m1["attachments"]]
+    ) == generate.build_mime(4, m1, [generate.content_bytes(4, x["_content"]) for x in m1["attachments"]])
     assert [u.id for u in a.users] != [u.id for u in c.users]
 
 
@@ -43,8 +48,15 @@ def test_tenant_shape() -> None:
     assert any(not u.has_mailbox for u in t.users) and any(u.has_mailbox and not u.has_drive for u in t.users)
     assert any(u.user_type == "Guest" for u in t.users)
     assert 200 <= t.mailbox_message_total() <= 600
-    assert {f.well_known for f in MAIL_FOLDERS if f.well_known} >= {"inbox", "sentitems", "deleteditems", "archive"}
-    assert any(f.parent not in (0, None) and MAIL_FOLDERS[f.parent].parent not in (0, None) for f in MAIL_FOLDERS)
+    assert {f.well_known for f in MAIL_FOLDERS if f.well_known} >= {
+        "inbox",
+        "sentitems",
+        "deleteditems",
+        "archive",
+    }
+    assert any(
+        f.parent not in (0, None) and MAIL_FOLDERS[f.parent].parent not in (0, None) for f in MAIL_FOLDERS
+    )
     entries = [e for d in t.drives for e in t.drive_entries(d.number) if not e.is_folder]
     assert any(e.size > 10_000_000 for e in entries) and any(e.versions > 1 for e in entries)
     assert any(e.size < 60_000 for e in entries)
@@ -75,7 +87,9 @@ def test_generated_mime_is_valid_rfc822() -> None:
     kinds = set()
     for i in range(40):
         state = generate.message(t, user, 1, "fid", i)
-        raw = generate.build_mime(2, state, [generate.content_bytes(2, a["_content"]) for a in state["attachments"]])
+        raw = generate.build_mime(
+            2, state, [generate.content_bytes(2, a["_content"]) for a in state["attachments"]]
+        )
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert msg["Subject"] == state["subject"] and msg["Message-ID"] == state["internetMessageId"]
         assert b"\r\n" in raw
