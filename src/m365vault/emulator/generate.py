@@ -101,7 +101,7 @@ def _rng(seed: int, *parts: object) -> random.Random:
 
 
 def sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choices(WORDS, k=n))
 
 
 def _addr(user: User) -> dict[str, str]:
@@ -119,7 +119,7 @@ def change_key(*parts: object) -> str:
 def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int) -> dict[str, Any]:
     seed = tenant.seed
     rng = _rng(seed, "msg", user.index, folder, index)
-    mailboxes = [u for u in tenant.users if u.has_mailbox]
+    mailboxes = tenant.mailboxes
     other = rng.choice(mailboxes)
     sent_folder = folder in (2, 3, 7)
     sender = (
@@ -131,7 +131,7 @@ def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int)
     cc = [_addr(rng.choice(mailboxes))] if rng.random() < 0.3 else []
     received = BASE_TIME - (index + 1) * 3600 * rng.uniform(2, 30) - folder * 7919
     body_kind = rng.choice(["text", "html", "alternative", "alternative"])
-    paragraphs = [sentence(rng, rng.randint(8, 40)).capitalize() + "." for _ in range(rng.randint(1, 6))]
+    paragraph_count = rng.randint(1, 6)
     attachments: list[dict[str, Any]] = []
     if rng.random() < 0.18:
         for a in range(rng.randint(1, 2)):
@@ -178,7 +178,7 @@ def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int)
         "categories": ["Blue category"] if rng.random() < 0.1 else [],
         "flag": {"flagStatus": "flagged" if rng.random() < 0.05 else "notFlagged"},
         "_bodyKind": body_kind,
-        "_paragraphs": paragraphs,
+        "_paragraphs": {"key": f"{seed}:{user.index}:{folder}:{index}", "n": paragraph_count},
         "internetMessageId": f"<{_digest(seed, user.index, folder, index)}@{tenant.domain}>",
         "conversationId": "AAQk" + hashlib.sha1(subject.removeprefix("RE: ").encode()).hexdigest()[:32],
         "attachments": attachments,
@@ -187,12 +187,19 @@ def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int)
     }
 
 
+def paragraphs(state: dict[str, Any]) -> list[str]:
+    """The body text of a generated message, made only when asked for (delta pages rarely need it)."""
+    spec = state["_paragraphs"]
+    rng = random.Random(f"body:{spec['key']}")
+    return [sentence(rng, rng.randint(8, 40)).capitalize() + "." for _ in range(int(spec["n"]))]
+
+
 def body_of(state: dict[str, Any]) -> tuple[str, str]:
     """(contentType, content) of a message's body in Graph terms."""
     if "_paragraphs" not in state:
         body = state.get("body") or {"contentType": "text", "content": ""}
         return str(body.get("contentType", "text")).lower(), str(body.get("content", ""))
-    paras: list[str] = state["_paragraphs"]
+    paras = paragraphs(state)
     if state["_bodyKind"] == "text":
         return "text", "\r\n\r\n".join(paras)
     return "html", "<html><body>" + "".join(f"<p>{p}</p>" for p in paras) + "</body></html>"
@@ -223,7 +230,7 @@ def build_mime(seed: int, state: dict[str, Any], attachment_bytes: list[bytes]) 
         msg["Importance"] = "high"
     kind, text = body_of(state)
     if state.get("_bodyKind") == "alternative":
-        msg.set_content("\r\n\r\n".join(state["_paragraphs"]))
+        msg.set_content("\r\n\r\n".join(paragraphs(state)))
         msg.add_alternative(text, subtype="html")
     elif kind == "html":
         msg.set_content(text, subtype="html")

@@ -162,8 +162,14 @@ class Mail:
                 }
         raise not_found_mail()
 
-    def message_json(self, req: Req, mid: str, state: dict[str, Any]) -> dict[str, Any]:
-        kind, content = generate.body_of(state)
+    def message_json(
+        self, req: Req, mid: str, state: dict[str, Any], select: list[str] | None = None
+    ) -> dict[str, Any]:
+        wanted = {s.lower() for s in select or ()}
+        if select and not wanted & {"body", "bodypreview"}:
+            kind, content = "text", ""  # not asked for: skip generating the body
+        else:
+            kind, content = generate.body_of(state)
         if req.prefer("outlook.body-content-type") == "text" and kind == "html":
             kind, content = "text", _strip_html(content)
         preview = _strip_html(content)[:255] if kind == "html" else content[:255]
@@ -538,7 +544,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             body["@odata.nextLink"] = w.link(req, link_path, **{"$skiptoken": page.next_token})
         else:
             body["@odata.deltaLink"] = w.link(req, link_path, **{"$deltatoken": page.delta_token or ""})
-        body["value"] = [w.pick(render(i, s), select) if s is not None else tomb(i) for i, s in page.items]
+        body["value"] = [
+            w.pick(render(i, s, select), select) if s is not None else tomb(i) for i, s in page.items
+        ]
         headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
         return Resp(200, body, headers)
 
@@ -546,7 +554,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def folder_delta(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
 
-        def render(fid: str, state: dict[str, Any]) -> dict[str, Any]:
+        def render(fid: str, state: dict[str, Any], _select: Any) -> dict[str, Any]:
             return {
                 "@odata.type": "#microsoft.graph.mailFolder",
                 **mail.folder_json(user, fid, state, all_folders),
@@ -575,7 +583,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             req,
             view,
             f"/users/{user.id}/mailFolders('{fid}')/messages/delta",
-            lambda i, s: mail.message_json(req, i, s),
+            lambda i, s, sel: mail.message_json(req, i, s, sel),
             _tombstone,
             10,
         )
@@ -605,7 +613,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             more = start + size - len(items) < len(added) or more
         body: dict[str, Any] = {
             "@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/mailFolders('{fid}')/messages",
-            "value": [w.pick(mail.message_json(req, i, s), req.select()) for i, s in items],
+            "value": [w.pick(mail.message_json(req, i, s, req.select()), req.select()) for i, s in items],
         }
         if more and items:
             body["@odata.nextLink"] = w.link(

@@ -248,6 +248,7 @@ class Tenant:
         self.sp_host = f"{self.short}.sharepoint.com"
         self._build_users()
         self._build_sites_and_drives()
+        self.mailboxes = [u for u in self.users if u.has_mailbox]
         self.user_by_id = {u.id: u for u in self.users}
         self.user_by_upn = {u.upn.lower(): u for u in self.users}
         self.group_by_id = {g.id: g for g in self.groups}
