@@ -34,14 +34,23 @@ class Emu:
         return f"{self.base}/{TENANT}/oauth2/v2.0/token"
 
     def token(self) -> str:
-        r = httpx.post(self.token_url, data={"client_id": CLIENT_ID, "client_secret": SECRET,
-                                             "grant_type": "client_credentials", "scope": SCOPE}, verify=False)
+        r = httpx.post(
+            self.token_url,
+            data={
+                "client_id": CLIENT_ID,
+                "client_secret": SECRET,
+                "grant_type": "client_credentials",
+                "scope": SCOPE,
+            },
+            verify=False,
+        )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.graph, headers={"Authorization": f"Bearer {self.token()}"}, timeout=60,
-                            verify=False)
+        return httpx.Client(
+            base_url=self.graph, headers={"Authorization": f"Bearer {self.token()}"}, timeout=60, verify=False
+        )
 
     def admin(self, method: str, name: str, body: object = None) -> httpx.Response:
         return httpx.request(method, f"{self.base}/_emulator/{name}", json=body, timeout=120, verify=False)
@@ -49,9 +58,27 @@ class Emu:
 
 def start_emulator(state_dir: Path, *extra: str, https: bool = False, seed: int = 7) -> Emu:
     port = free_port()
-    argv = [sys.executable, "-m", "m365vault", "emulator", "--port", str(port), "--state-dir", str(state_dir),
-            "--tenant", TENANT, "--client-id", CLIENT_ID, "--client-secret", SECRET, "--seed", str(seed),
-            "--scale", "small", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "m365vault",
+        "emulator",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        "--tenant",
+        TENANT,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        SECRET,
+        "--seed",
+        str(seed),
+        "--scale",
+        "small",
+        *extra,
+    ]
     if not https:
         argv.append("--http")
     proc = ChildProcess(argv, state_dir.parent / f"{state_dir.name}.log")
@@ -86,8 +113,9 @@ def mailbox_user(emu: Emu) -> dict:
     return next(u for u in users if u["mail"] and u["userType"] == "Member")
 
 
-def drain(client: httpx.Client, url: str, headers: dict[str, str] | None = None, params: dict | None = None
-          ) -> tuple[list[dict], str, int]:
+def drain(
+    client: httpx.Client, url: str, headers: dict[str, str] | None = None, params: dict | None = None
+) -> tuple[list[dict], str, int]:
     """Follow nextLinks to the deltaLink: (items, deltaLink, pages)."""
     items: list[dict] = []
     pages = 0

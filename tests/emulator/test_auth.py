@@ -31,14 +31,22 @@ def _certificate() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backup app")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
-def _assertion(key: rsa.RSAPrivateKey, cert: x509.Certificate, aud: str, alg: str = "RS256",
-               exp_in: int = 600) -> str:
+def _assertion(
+    key: rsa.RSAPrivateKey, cert: x509.Certificate, aud: str, alg: str = "RS256", exp_in: int = 600
+) -> str:
     der = cert.public_bytes(serialization.Encoding.DER)
     header = {"alg": alg, "typ": "JWT"}
     if alg == "RS256":
@@ -46,10 +54,20 @@ def _assertion(key: rsa.RSAPrivateKey, cert: x509.Certificate, aud: str, alg: st
     else:
         header["x5t#S256"] = _b64(hashlib.sha256(der).digest())
     now = int(time.time())
-    claims = {"aud": aud, "iss": CLIENT_ID, "sub": CLIENT_ID, "exp": now + exp_in, "iat": now, "jti": str(uuid.uuid4())}
+    claims = {
+        "aud": aud,
+        "iss": CLIENT_ID,
+        "sub": CLIENT_ID,
+        "exp": now + exp_in,
+        "iat": now,
+        "jti": str(uuid.uuid4()),
+    }
     signed = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
-                                                                 salt_length=padding.PSS.DIGEST_LENGTH)
+    pad = (
+        padding.PKCS1v15()
+        if alg == "RS256"
+        else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+    )
     return f"{signed}.{_b64(key.sign(signed.encode(), pad, hashes.SHA256()))}"
 
 
@@ -69,18 +87,32 @@ def test_secret_basic_and_errors(emu: Emu) -> None:
     assert ok.status_code == 200
     body = ok.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3599 and body["ext_expires_in"] == 3599
-    basic = httpx.post(emu.token_url, data={"grant_type": "client_credentials", "scope": SCOPE},
-                       auth=(CLIENT_ID, SECRET))
+    basic = httpx.post(
+        emu.token_url, data={"grant_type": "client_credentials", "scope": SCOPE}, auth=(CLIENT_ID, SECRET)
+    )
     assert basic.status_code == 200
     bad = _token(emu, client_id=CLIENT_ID, client_secret="wrong")
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     assert bad.json()["error_codes"] == [7000215] and "Trace ID" in bad.json()["error_description"]
-    scope = httpx.post(emu.token_url, data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                            "client_secret": SECRET, "scope": "User.Read"})
+    scope = httpx.post(
+        emu.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+            "scope": "User.Read",
+        },
+    )
     assert scope.status_code == 400 and scope.json()["error"] == "invalid_scope"
-    other = httpx.post(f"{emu.base}/fabrikam.onmicrosoft.com/oauth2/v2.0/token",
-                       data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET,
-                             "scope": SCOPE})
+    other = httpx.post(
+        f"{emu.base}/fabrikam.onmicrosoft.com/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+            "scope": SCOPE,
+        },
+    )
     assert other.status_code == 400
 
 
@@ -97,7 +129,9 @@ def test_tokens_expire(emu: Emu) -> None:
     assert emu.admin("POST", "config", {"tokenLifetimeSeconds": 1}).status_code == 200
     try:
         token = emu.token()
-        assert httpx.get(f"{emu.graph}/users", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            httpx.get(f"{emu.graph}/users", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
         time.sleep(1.2)
         r = httpx.get(f"{emu.graph}/users", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
@@ -108,25 +142,45 @@ def test_tokens_expire(emu: Emu) -> None:
 def test_certificate_assertion(emu: Emu) -> None:
     key, cert = _certificate()
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    unknown = _token(emu, client_id=CLIENT_ID, client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                     client_assertion=_assertion(key, cert, emu.token_url))
+    unknown = _token(
+        emu,
+        client_id=CLIENT_ID,
+        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion=_assertion(key, cert, emu.token_url),
+    )
     assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
     reg = emu.admin("POST", "certificates", {"pem": pem})
     assert reg.status_code == 201
     kind = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     for alg in ("RS256", "PS256"):
-        ok = _token(emu, client_id=CLIENT_ID, client_assertion_type=kind,
-                    client_assertion=_assertion(key, cert, emu.token_url, alg))
+        ok = _token(
+            emu,
+            client_id=CLIENT_ID,
+            client_assertion_type=kind,
+            client_assertion=_assertion(key, cert, emu.token_url, alg),
+        )
         assert ok.status_code == 200, ok.text
-    wrong_aud = _token(emu, client_id=CLIENT_ID, client_assertion_type=kind,
-                       client_assertion=_assertion(key, cert, "https://login.microsoftonline.com/x/oauth2/v2.0/token"))
+    wrong_aud = _token(
+        emu,
+        client_id=CLIENT_ID,
+        client_assertion_type=kind,
+        client_assertion=_assertion(key, cert, "https://login.microsoftonline.com/x/oauth2/v2.0/token"),
+    )
     assert wrong_aud.status_code == 401
-    expired = _token(emu, client_id=CLIENT_ID, client_assertion_type=kind,
-                     client_assertion=_assertion(key, cert, emu.token_url, exp_in=-5))
+    expired = _token(
+        emu,
+        client_id=CLIENT_ID,
+        client_assertion_type=kind,
+        client_assertion=_assertion(key, cert, emu.token_url, exp_in=-5),
+    )
     assert expired.status_code == 401
     other_key, _ = _certificate()
-    forged = _token(emu, client_id=CLIENT_ID, client_assertion_type=kind,
-                    client_assertion=_assertion(other_key, cert, emu.token_url))
+    forged = _token(
+        emu,
+        client_id=CLIENT_ID,
+        client_assertion_type=kind,
+        client_assertion=_assertion(other_key, cert, emu.token_url),
+    )
     assert forged.status_code == 401 and "signature" in forged.json()["error_description"]
 
 
@@ -146,12 +200,19 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
     session = requests.Session()
     session.trust_env = False
     session.verify = str(ca)
-    app = msal.ConfidentialClientApplication(CLIENT_ID, client_credential=SECRET,
-                                             authority=f"{https_emu.base}/{TENANT}", instance_discovery=False,
-                                             http_client=session)
+    app = msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential=SECRET,
+        authority=f"{https_emu.base}/{TENANT}",
+        instance_discovery=False,
+        http_client=session,
+    )
     result = app.acquire_token_for_client(scopes=[SCOPE])
     assert "access_token" in result, result
     assert app.acquire_token_for_client(scopes=[SCOPE])["token_source"] == "cache"
-    r = httpx.get(f"{https_emu.graph}/users", headers={"Authorization": f"Bearer {result['access_token']}"},
-                  verify=ssl.create_default_context(cafile=str(ca)))
+    r = httpx.get(
+        f"{https_emu.graph}/users",
+        headers={"Authorization": f"Bearer {result['access_token']}"},
+        verify=ssl.create_default_context(cafile=str(ca)),
+    )
     assert r.status_code == 200 and r.json()["value"]

@@ -24,7 +24,7 @@ def test_user_group_and_site_drives(graph: httpx.Client, emu: Emu, mailbox_user:
     assert graph.get(f"/drives/{d['id']}").json()["id"] == d["id"]
     assert [x["id"] for x in graph.get(f"/users/{mailbox_user['id']}/drives").json()["value"]] == [d["id"]]
     users = graph.get("/users", params={"$select": "id,mail"}).json()["value"]
-    no_drive = [u for u in users if not u["mail"]][0]
+    no_drive = next(u for u in users if not u["mail"])
     r = graph.get(f"/users/{no_drive['id']}/drive")
     assert r.status_code == 404
     group = graph.get("/groups").json()["value"][0]
@@ -70,12 +70,18 @@ def test_content_redirects_to_download_url_with_ranges(graph: httpx.Client, site
     assert quick_xor_hash(whole.content) == big["file"]["hashes"]["quickXorHash"]
     item = graph.get(f"/drives/{site_drive['id']}/items/{big['id']}").json()
     assert item["@microsoft.graph.downloadUrl"].startswith("http://127.0.0.1")
-    assert graph.get(f"/drives/{site_drive['id']}/items/{big['id']}/content",
-                     headers={"If-None-Match": item["eTag"]}).status_code == 304
+    assert (
+        graph.get(
+            f"/drives/{site_drive['id']}/items/{big['id']}/content", headers={"If-None-Match": item["eTag"]}
+        ).status_code
+        == 304
+    )
     assert httpx.get(url[:-4] + "AAAA").status_code == 401
 
 
-def test_changes_show_once_with_deleted_facet_and_ancestors(graph: httpx.Client, emu: Emu, mailbox_user: dict) -> None:
+def test_changes_show_once_with_deleted_facet_and_ancestors(
+    graph: httpx.Client, emu: Emu, mailbox_user: dict
+) -> None:
     drive = graph.get(f"/users/{mailbox_user['id']}/drive").json()
     d = drive["id"]
     items, link, _ = drain(graph, f"/drives/{d}/root/delta")
@@ -119,11 +125,17 @@ def test_simple_upload_conflict_behaviours(graph: httpx.Client, mailbox_user: di
     d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
     r = graph.put(f"/drives/{d}/root:/Docs/report.txt:/content", content=b"v1")
     assert r.status_code == 201 and r.json()["name"] == "report.txt"
-    fail = graph.put(f"/drives/{d}/root:/Docs/report.txt:/content", content=b"x",
-                     params={"@microsoft.graph.conflictBehavior": "fail"})
+    fail = graph.put(
+        f"/drives/{d}/root:/Docs/report.txt:/content",
+        content=b"x",
+        params={"@microsoft.graph.conflictBehavior": "fail"},
+    )
     assert fail.status_code == 409 and fail.json()["error"]["code"] == "nameAlreadyExists"
-    renamed = graph.put(f"/drives/{d}/root:/Docs/report.txt:/content", content=b"x",
-                        params={"@microsoft.graph.conflictBehavior": "rename"})
+    renamed = graph.put(
+        f"/drives/{d}/root:/Docs/report.txt:/content",
+        content=b"x",
+        params={"@microsoft.graph.conflictBehavior": "rename"},
+    )
     assert renamed.status_code == 201 and renamed.json()["name"] == "report 1.txt"
     replaced = graph.put(f"/drives/{d}/root:/Docs/report.txt:/content", content=b"v2")
     assert replaced.status_code == 200 and replaced.json()["id"] == r.json()["id"]
@@ -138,9 +150,16 @@ def test_simple_upload_conflict_behaviours(graph: httpx.Client, mailbox_user: di
 def test_upload_session_rules(graph: httpx.Client, mailbox_user: dict) -> None:
     d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
     data = bytes((i * 7) % 251 for i in range(327_680 * 3 + 1000))
-    s = graph.post(f"/drives/{d}/root:/Big/large.bin:/createUploadSession",
-                   json={"item": {"@microsoft.graph.conflictBehavior": "replace", "name": "large.bin",
-                                  "fileSystemInfo": {"lastModifiedDateTime": "2020-01-02T03:04:05Z"}}})
+    s = graph.post(
+        f"/drives/{d}/root:/Big/large.bin:/createUploadSession",
+        json={
+            "item": {
+                "@microsoft.graph.conflictBehavior": "replace",
+                "name": "large.bin",
+                "fileSystemInfo": {"lastModifiedDateTime": "2020-01-02T03:04:05Z"},
+            }
+        },
+    )
     assert s.status_code == 200
     url = s.json()["uploadUrl"]
     total = len(data)
@@ -150,18 +169,33 @@ def test_upload_session_rules(graph: httpx.Client, mailbox_user: dict) -> None:
         assert r.status_code == 202 and r.json()["nextExpectedRanges"] == [f"{frag}-"]
         again = anon.put(url, content=data[:10], headers={"Content-Range": f"bytes 0-9/{total}"})
         assert again.status_code == 416
-        gap = anon.put(url, content=data[frag + 10: frag + 20], headers={"Content-Range": f"bytes {frag + 10}-{frag + 19}/{total}"})
+        gap = anon.put(
+            url,
+            content=data[frag + 10 : frag + 20],
+            headers={"Content-Range": f"bytes {frag + 10}-{frag + 19}/{total}"},
+        )
         assert gap.status_code == 400
-        wrong_total = anon.put(url, content=data[frag: frag + 10], headers={"Content-Range": f"bytes {frag}-{frag + 9}/{total + 1}"})
+        wrong_total = anon.put(
+            url,
+            content=data[frag : frag + 10],
+            headers={"Content-Range": f"bytes {frag}-{frag + 9}/{total + 1}"},
+        )
         assert wrong_total.status_code == 400
         assert anon.get(url).json()["nextExpectedRanges"] == [f"{frag}-"]
-        authed = anon.put(url, content=data[frag:], headers={"Content-Range": f"bytes {frag}-{total - 1}/{total}",
-                                                               "Authorization": "Bearer x"})
+        authed = anon.put(
+            url,
+            content=data[frag:],
+            headers={"Content-Range": f"bytes {frag}-{total - 1}/{total}", "Authorization": "Bearer x"},
+        )
         assert authed.status_code == 401
-        done = anon.put(url, content=data[frag:], headers={"Content-Range": f"bytes {frag}-{total - 1}/{total}"})
+        done = anon.put(
+            url, content=data[frag:], headers={"Content-Range": f"bytes {frag}-{total - 1}/{total}"}
+        )
         assert done.status_code == 201, done.text
         item = done.json()
-        assert item["size"] == total and item["fileSystemInfo"]["lastModifiedDateTime"] == "2020-01-02T03:04:05Z"
+        assert (
+            item["size"] == total and item["fileSystemInfo"]["lastModifiedDateTime"] == "2020-01-02T03:04:05Z"
+        )
         assert item["file"]["hashes"]["quickXorHash"] == quick_xor_hash(data)
         assert anon.get(url).status_code == 404
         body = graph.get(f"/drives/{d}/items/{item['id']}/content", follow_redirects=True).content
@@ -171,8 +205,10 @@ def test_upload_session_rules(graph: httpx.Client, mailbox_user: dict) -> None:
         assert anon.delete(s2["uploadUrl"]).status_code == 204
         assert anon.get(s2["uploadUrl"]).status_code == 404
         # conflictBehavior fail against an existing name.
-        r = graph.post(f"/drives/{d}/root:/Big/large.bin:/createUploadSession",
-                       json={"item": {"@microsoft.graph.conflictBehavior": "fail"}})
+        r = graph.post(
+            f"/drives/{d}/root:/Big/large.bin:/createUploadSession",
+            json={"item": {"@microsoft.graph.conflictBehavior": "fail"}},
+        )
         assert r.status_code == 409
 
 
@@ -193,7 +229,10 @@ def test_versions_content_and_restore(graph: httpx.Client, site_drive: dict) -> 
     assert r.status_code == 302
     old_bytes = httpx.get(r.headers["Location"]).content
     assert len(old_bytes) == old["size"]
-    assert graph.get(f"/drives/{d}/items/{versioned['id']}/versions/{versions[0]['id']}/content").status_code == 400
+    assert (
+        graph.get(f"/drives/{d}/items/{versioned['id']}/versions/{versions[0]['id']}/content").status_code
+        == 400
+    )
     rv = graph.post(f"/drives/{d}/items/{versioned['id']}/versions/{old['id']}/restoreVersion")
     assert rv.status_code == 204
     now = graph.get(f"/drives/{d}/items/{versioned['id']}/versions").json()["value"]
@@ -207,9 +246,13 @@ def test_versions_content_and_restore(graph: httpx.Client, site_drive: dict) -> 
 def test_patch_rename_and_move(graph: httpx.Client, mailbox_user: dict) -> None:
     d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
     f = graph.put(f"/drives/{d}/root:/Move/src.txt:/content", content=b"m").json()
-    target = graph.post(f"/drives/{d}/root/children", json={"name": "Target", "folder": {},
-                                                             "@microsoft.graph.conflictBehavior": "rename"}).json()
-    moved = graph.patch(f"/drives/{d}/items/{f['id']}", json={"name": "dst.txt", "parentReference": {"id": target["id"]}})
+    target = graph.post(
+        f"/drives/{d}/root/children",
+        json={"name": "Target", "folder": {}, "@microsoft.graph.conflictBehavior": "rename"},
+    ).json()
+    moved = graph.patch(
+        f"/drives/{d}/items/{f['id']}", json={"name": "dst.txt", "parentReference": {"id": target["id"]}}
+    )
     assert moved.status_code == 200 and moved.json()["parentReference"]["id"] == target["id"]
     assert graph.get(f"/drives/{d}/items/{target['id']}/children").json()["value"][0]["name"] == "dst.txt"
     bad = graph.patch(f"/drives/{d}/items/{f['id']}", json={"size": 3})

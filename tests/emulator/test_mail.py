@@ -27,11 +27,20 @@ def test_top_level_folders_and_nested_child_folders(graph: httpx.Client, mailbox
     names = {f["displayName"] for f in top}
     assert {"Inbox", "Drafts", "Sent Items", "Deleted Items", "Archive", "Junk Email", "Outbox"} <= names
     assert "Conversation History" not in names  # hidden unless asked
-    hidden = graph.get(f"/users/{uid}/mailFolders", params={"includeHiddenFolders": "true", "$top": "50"}).json()
+    hidden = graph.get(
+        f"/users/{uid}/mailFolders", params={"includeHiddenFolders": "true", "$top": "50"}
+    ).json()
     assert any(f["isHidden"] for f in hidden["value"])
     inbox = graph.get(f"/users/{uid}/mailFolders/inbox").json()
-    assert {"id", "displayName", "parentFolderId", "childFolderCount", "unreadItemCount", "totalItemCount",
-            "isHidden"} <= set(inbox)
+    assert {
+        "id",
+        "displayName",
+        "parentFolderId",
+        "childFolderCount",
+        "unreadItemCount",
+        "totalItemCount",
+        "isHidden",
+    } <= set(inbox)
     assert inbox["childFolderCount"] == 1
     projects = graph.get(f"/users/{uid}/mailFolders/inbox/childFolders").json()["value"]
     assert [f["displayName"] for f in projects] == ["Projects"]
@@ -45,7 +54,9 @@ def test_top_level_folders_and_nested_child_folders(graph: httpx.Client, mailbox
 
 def test_folder_delta_returns_whole_hierarchy_then_changes(graph: httpx.Client, emu: Emu) -> None:
     uid = _uid(emu, 1)
-    items, delta_link, _ = drain(graph, f"/users/{uid}/mailFolders/delta", params={"$select": "displayName,parentFolderId"})
+    items, delta_link, _ = drain(
+        graph, f"/users/{uid}/mailFolders/delta", params={"$select": "displayName,parentFolderId"}
+    )
     names = {f["displayName"] for f in items}
     assert {"Inbox", "Projects", "Contoso Rollout", "Phase 2", "Receipts"} <= names
     assert all(set(f) <= {"@odata.type", "id", "displayName", "parentFolderId"} for f in items)
@@ -57,8 +68,13 @@ def test_folder_delta_returns_whole_hierarchy_then_changes(graph: httpx.Client, 
     assert [c["id"] for c in changes] == [created.json()["id"]]
     assert graph.delete(f"/users/{uid}/mailFolders/{created.json()['id']}").status_code == 204
     changes, _, _ = drain(graph, delta2)
-    assert changes == [{"@odata.type": "#microsoft.graph.mailFolder", "id": created.json()["id"],
-                        "@removed": {"reason": "deleted"}}]
+    assert changes == [
+        {
+            "@odata.type": "#microsoft.graph.mailFolder",
+            "id": created.json()["id"],
+            "@removed": {"reason": "deleted"},
+        }
+    ]
 
 
 def test_message_delta_pages_and_changes_exactly_once(graph: httpx.Client, emu: Emu) -> None:
@@ -81,7 +97,12 @@ def test_message_delta_pages_and_changes_exactly_once(graph: httpx.Client, emu: 
     empty, delta_link, _ = drain(graph, delta_link, headers)
     assert empty == []
     victim, read_me = items[0]["id"], items[1]["id"]
-    assert graph.patch(f"/users/{uid}/messages/{read_me}", json={"isRead": True, "categories": ["Red"]}).status_code == 200
+    assert (
+        graph.patch(
+            f"/users/{uid}/messages/{read_me}", json={"isRead": True, "categories": ["Red"]}
+        ).status_code
+        == 200
+    )
     assert graph.delete(f"/users/{uid}/messages/{victim}").status_code == 204
     assert graph.get(f"/users/{uid}/messages/{victim}").status_code == 404
     new = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"subject": "Restored hello"})
@@ -89,7 +110,11 @@ def test_message_delta_pages_and_changes_exactly_once(graph: httpx.Client, emu: 
     changes, delta_link, _ = drain(graph, delta_link, headers)
     by_id = {c["id"]: c for c in changes}
     assert len(changes) == 3
-    assert by_id[victim] == {"@odata.type": "#microsoft.graph.message", "id": victim, "@removed": {"reason": "deleted"}}
+    assert by_id[victim] == {
+        "@odata.type": "#microsoft.graph.message",
+        "id": victim,
+        "@removed": {"reason": "deleted"},
+    }
     assert by_id[read_me]["isRead"] is True and set(by_id[read_me]) >= {"subject", "isRead"}
     assert by_id[new.json()["id"]]["subject"] == "Restored hello"
     again, _, _ = drain(graph, delta_link, headers)
@@ -103,13 +128,17 @@ def test_move_reports_removal_in_source_and_arrival_in_destination(graph: httpx.
     src_items, src_link, _ = drain(graph, src, IMMUTABLE)
     _, dst_link, _ = drain(graph, dst, IMMUTABLE)
     mid = src_items[0]["id"]
-    moved = graph.post(f"/users/{uid}/messages/{mid}/move", json={"destinationId": "archive"}, headers=IMMUTABLE)
+    moved = graph.post(
+        f"/users/{uid}/messages/{mid}/move", json={"destinationId": "archive"}, headers=IMMUTABLE
+    )
     assert moved.status_code == 201 and moved.json()["id"] == mid  # immutable ids survive moves
     archive_id = graph.get(f"/users/{uid}/mailFolders/archive").json()["id"]
     assert moved.json()["parentFolderId"] == archive_id
     src_changes, _, _ = drain(graph, src_link, IMMUTABLE)
     dst_changes, _, _ = drain(graph, dst_link, IMMUTABLE)
-    assert src_changes == [{"@odata.type": "#microsoft.graph.message", "id": mid, "@removed": {"reason": "deleted"}}]
+    assert src_changes == [
+        {"@odata.type": "#microsoft.graph.message", "id": mid, "@removed": {"reason": "deleted"}}
+    ]
     assert [m["id"] for m in dst_changes] == [mid]
     # Without ImmutableId a move mints a new id and the old one is gone.
     other = src_items[1]["id"]
@@ -121,8 +150,12 @@ def test_move_reports_removal_in_source_and_arrival_in_destination(graph: httpx.
 
 def test_mime_value_is_rfc822_with_attachments(graph: httpx.Client, emu: Emu) -> None:
     uid = _uid(emu, 0)
-    items, _, _ = drain(graph, f"/users/{uid}/mailFolders/inbox/messages/delta",
-                        {"Prefer": "odata.maxpagesize=100"}, {"$select": "hasAttachments,subject,internetMessageId"})
+    items, _, _ = drain(
+        graph,
+        f"/users/{uid}/mailFolders/inbox/messages/delta",
+        {"Prefer": "odata.maxpagesize=100"},
+        {"$select": "hasAttachments,subject,internetMessageId"},
+    )
     with_att = [m for m in items if m["hasAttachments"]]
     assert with_att, "the generator puts attachments on a share of messages"
     m = with_att[0]
@@ -131,7 +164,7 @@ def test_mime_value_is_rfc822_with_attachments(graph: httpx.Client, emu: Emu) ->
     parsed = email.message_from_bytes(r.content, policy=email.policy.default)
     assert parsed["Subject"] == m["subject"] and parsed["Message-ID"] == m["internetMessageId"]
     assert parsed["Received"]
-    files = [p for p in parsed.iter_attachments()]
+    files = list(parsed.iter_attachments())
     atts = graph.get(f"/users/{uid}/messages/{m['id']}/attachments").json()["value"]
     assert len(files) == len(atts) >= 1
     assert atts[0]["@odata.type"] == "#microsoft.graph.fileAttachment"
@@ -147,8 +180,12 @@ def test_shared_attachments_are_identical_across_mailboxes(graph: httpx.Client, 
     seen: dict[str, set[bytes]] = {}
     for index in range(3):
         uid = _uid(emu, index)
-        items, _, _ = drain(graph, f"/users/{uid}/mailFolders/inbox/messages/delta",
-                            {"Prefer": "odata.maxpagesize=200"}, {"$select": "hasAttachments"})
+        items, _, _ = drain(
+            graph,
+            f"/users/{uid}/mailFolders/inbox/messages/delta",
+            {"Prefer": "odata.maxpagesize=200"},
+            {"$select": "hasAttachments"},
+        )
         for m in items:
             if m.get("hasAttachments"):
                 for a in graph.get(f"/users/{uid}/messages/{m['id']}/attachments").json()["value"]:
@@ -167,37 +204,67 @@ def test_create_from_mime_and_json(graph: httpx.Client, emu: Emu) -> None:
     msg.set_content("hello body")
     msg.add_attachment(b"%PDF-1.4 data", maintype="application", subtype="pdf", filename="a.pdf")
     raw = msg.as_bytes()
-    r = graph.post(f"/users/{uid}/mailFolders/inbox/messages", content=base64.b64encode(raw),
-                   headers={"Content-Type": "text/plain"})
+    r = graph.post(
+        f"/users/{uid}/mailFolders/inbox/messages",
+        content=base64.b64encode(raw),
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 201, r.text
     created = r.json()
-    assert created["isDraft"] is True and created["subject"] == "Restored from MIME" and created["hasAttachments"]
+    assert (
+        created["isDraft"] is True
+        and created["subject"] == "Restored from MIME"
+        and created["hasAttachments"]
+    )
     assert created["from"] == {"emailAddress": {"name": "Ann", "address": "ann@example.com"}}
     assert graph.get(f"/users/{uid}/messages/{created['id']}/$value").content == raw
-    bad = graph.post(f"/users/{uid}/mailFolders/inbox/messages", content=b"***not base64***",
-                     headers={"Content-Type": "text/plain"})
+    bad = graph.post(
+        f"/users/{uid}/mailFolders/inbox/messages",
+        content=b"***not base64***",
+        headers={"Content-Type": "text/plain"},
+    )
     assert bad.status_code == 400
-    assert bad.json() == {"error": {"code": "ErrorMimeContentInvalidBase64String",
-                                    "message": "Invalid base64 string for MIME content."}}
-    too_big = graph.post(f"/users/{uid}/mailFolders/inbox/messages", content=b"A" * (4 * 1024 * 1024 + 4),
-                         headers={"Content-Type": "text/plain"})
+    assert bad.json() == {
+        "error": {
+            "code": "ErrorMimeContentInvalidBase64String",
+            "message": "Invalid base64 string for MIME content.",
+        }
+    }
+    too_big = graph.post(
+        f"/users/{uid}/mailFolders/inbox/messages",
+        content=b"A" * (4 * 1024 * 1024 + 4),
+        headers={"Content-Type": "text/plain"},
+    )
     assert too_big.status_code == 413
-    body = {"subject": "Non-draft restore", "body": {"contentType": "html", "content": "<p>x</p>"},
-            "from": {"emailAddress": {"name": "C", "address": "c@example.com"}}, "isRead": True,
-            "singleValueExtendedProperties": [{"id": "Integer 0x0E07", "value": "4"},
-                                              {"id": "SystemTime 0x0039", "value": "2023-05-01T10:00:00Z"},
-                                              {"id": "SystemTime 0x0E06", "value": "2023-05-01T10:00:05Z"}]}
+    body = {
+        "subject": "Non-draft restore",
+        "body": {"contentType": "html", "content": "<p>x</p>"},
+        "from": {"emailAddress": {"name": "C", "address": "c@example.com"}},
+        "isRead": True,
+        "singleValueExtendedProperties": [
+            {"id": "Integer 0x0E07", "value": "4"},
+            {"id": "SystemTime 0x0039", "value": "2023-05-01T10:00:00Z"},
+            {"id": "SystemTime 0x0E06", "value": "2023-05-01T10:00:05Z"},
+        ],
+    }
     j = graph.post(f"/users/{uid}/mailFolders/archive/messages", json=body).json()
     assert j["isDraft"] is False and j["sentDateTime"] == "2023-05-01T10:00:00Z"
     assert j["receivedDateTime"] == "2023-05-01T10:00:05Z" and j["isRead"] is True
-    mime = email.message_from_bytes(graph.get(f"/users/{uid}/messages/{j['id']}/$value").content,
-                                    policy=email.policy.default)
+    mime = email.message_from_bytes(
+        graph.get(f"/users/{uid}/messages/{j['id']}/$value").content, policy=email.policy.default
+    )
     assert mime["Subject"] == "Non-draft restore"
     draft = graph.post(f"/users/{uid}/messages", json={"subject": "draft"}).json()
     assert draft["parentFolderId"] == graph.get(f"/users/{uid}/mailFolders/drafts").json()["id"]
-    att = graph.post(f"/users/{uid}/messages/{j['id']}/attachments",
-                     json={"@odata.type": "#microsoft.graph.fileAttachment", "name": "n.txt",
-                           "contentType": "text/plain", "contentBytes": base64.b64encode(b"note").decode()})
+    att = graph.post(
+        f"/users/{uid}/messages/{j['id']}/attachments",
+        json={
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "n.txt",
+            "contentType": "text/plain",
+            "contentBytes": base64.b64encode(b"note").decode(),
+        },
+    )
     assert att.status_code == 201
     listed = graph.get(f"/users/{uid}/messages/{j['id']}/attachments").json()["value"]
     assert [a["name"] for a in listed] == ["n.txt"]
@@ -207,15 +274,21 @@ def test_attachment_upload_session(graph: httpx.Client, emu: Emu) -> None:
     uid = _uid(emu, 0)
     mid = graph.post(f"/users/{uid}/mailFolders/drafts/messages", json={"subject": "big"}).json()["id"]
     data = bytes(range(256)) * 20_000  # 5,120,000 bytes
-    s = graph.post(f"/users/{uid}/messages/{mid}/attachments/createUploadSession",
-                   json={"AttachmentItem": {"attachmentType": "file", "name": "big.bin", "size": len(data)}})
+    s = graph.post(
+        f"/users/{uid}/messages/{mid}/attachments/createUploadSession",
+        json={"AttachmentItem": {"attachmentType": "file", "name": "big.bin", "size": len(data)}},
+    )
     assert s.status_code == 201 and s.json()["nextExpectedRanges"] == ["0-"]
     url = s.json()["uploadUrl"]
     chunk = 2 * 1024 * 1024
     with httpx.Client() as raw:
         for start in range(0, len(data), chunk):
-            part = data[start: start + chunk]
-            r = raw.put(url, content=part, headers={"Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}"})
+            part = data[start : start + chunk]
+            r = raw.put(
+                url,
+                content=part,
+                headers={"Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}"},
+            )
             if start + chunk < len(data):
                 assert r.status_code == 200 and r.json()["nextExpectedRanges"] == [f"{start + len(part)}-"]
         assert r.status_code == 201 and "/attachments/" in r.headers["Location"]
@@ -261,7 +334,7 @@ def test_delta_generations_expire_with_sync_state_not_found(graph: httpx.Client,
 def test_list_messages_with_skip_paging(graph: httpx.Client, emu: Emu) -> None:
     uid = _uid(emu, 0)
     total = graph.get(f"/users/{uid}/mailFolders/inbox").json()["totalItemCount"]
-    seen = []
+    seen: list[str] = []
     r = graph.get(f"/users/{uid}/mailFolders/inbox/messages", params={"$top": "8", "$select": "subject"})
     while True:
         body = r.json()

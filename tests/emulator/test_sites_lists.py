@@ -33,7 +33,9 @@ def test_all_sites_root_and_by_id(graph: httpx.Client) -> None:
     assert graph.get(f"/sites/{sites[1]['id']}").json()["id"] == sites[1]["id"]
     roots = graph.get("/sites", params={"$filter": "siteCollection/root ne null"}).json()["value"]
     assert [s["id"] for s in roots] == [root["id"]]
-    assert graph.get("/sites/contoso.sharepoint.com,00000000-0000-0000-0000-000000000000,x").status_code == 404
+    assert (
+        graph.get("/sites/contoso.sharepoint.com,00000000-0000-0000-0000-000000000000,x").status_code == 404
+    )
 
 
 def test_lists_and_items_with_fields(graph: httpx.Client, task_list: tuple[str, str]) -> None:
@@ -55,7 +57,9 @@ def test_list_item_delta_and_writes(graph: httpx.Client, task_list: tuple[str, s
     url = f"/sites/{site_id}/lists/{list_id}/items/delta"
     items, link, pages = drain(graph, url, params={"$expand": "fields", "$top": "3"})
     assert pages > 1 and all("fields" in i for i in items)
-    created = graph.post(f"/sites/{site_id}/lists/{list_id}/items", json={"fields": {"Title": "Restored task"}})
+    created = graph.post(
+        f"/sites/{site_id}/lists/{list_id}/items", json={"fields": {"Title": "Restored task"}}
+    )
     assert created.status_code == 201 and created.json()["fields"]["Title"] == "Restored task"
     assert int(created.json()["id"]) > len(items)
     upd = graph.patch(f"/sites/{site_id}/lists/{list_id}/items/1/fields", json={"Status": "Completed"})

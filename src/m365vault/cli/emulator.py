@@ -13,14 +13,17 @@ from m365vault.cli import app
 def emulator(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(9443, help="Port to listen on."),
-    state_dir: Path = typer.Option(Path("emulator-state"), "--state-dir", help="Where tenant state persists."),
+    state_dir: Path = typer.Option(
+        Path("emulator-state"), "--state-dir", help="Where tenant state persists."
+    ),
     tenant: str = typer.Option("contoso.onmicrosoft.com", help="Tenant domain (first start only)."),
     client_id: str = typer.Option("", "--client-id", help="App id (default: derived from seed and tenant)."),
     client_secret: str = typer.Option("", "--client-secret", help="App secret (default: random, printed)."),
     seed: int = typer.Option(1, help="Seed of the generated tenant (first start only)."),
     scale: str = typer.Option("small", help="small | medium | large (first start only)."),
-    client_cert: Path | None = typer.Option(None, "--client-cert", help="PEM certificate accepted for "
-                                            "client-assertion (certificate) credentials."),
+    client_cert: Path | None = typer.Option(
+        None, "--client-cert", help="PEM certificate accepted for client-assertion (certificate) credentials."
+    ),
     http: bool = typer.Option(False, "--http", help="Serve plain HTTP instead of HTTPS."),
 ) -> None:
     """Serve a Microsoft Graph v1.0-compatible tenant for tests, benchmarks and the demo."""
@@ -32,6 +35,12 @@ def emulator(
         raise typer.BadParameter(f"scale must be one of {', '.join(SCALES)}")
     if client_cert is not None and not client_cert.is_file():
         raise typer.BadParameter(f"{client_cert} is not a file")
-    settings = Settings(state_dir=state_dir, tenant=tenant, client_id=client_id, client_secret=client_secret,
-                        seed=seed, scale=scale)
+    settings = Settings(
+        state_dir=state_dir,
+        tenant=tenant,
+        client_id=client_id,
+        client_secret=client_secret,
+        seed=seed,
+        scale=scale,
+    )
     run(settings, host, port, https=not http, client_cert=client_cert)

@@ -53,16 +53,20 @@ class Emulator:
         w = self.world
 
         def drives_of(owner: Callable[[Req], list[Any]]) -> Callable[[Req], Resp]:
-            return lambda req: Resp(200, {"value": [w.pick(self.files.drive_json(req, d), req.select())
-                                                    for d in owner(req)]})
+            return lambda req: Resp(
+                200, {"value": [w.pick(self.files.drive_json(req, d), req.select()) for d in owner(req)]}
+            )
 
         def user_drives(req: Req) -> list[Any]:
             drive = w.tenant.user_drive(w.user(req.params["user"]))
             return [drive] if drive else []
 
         self.router.add("GET", "users/{user}/drives", drives_of(user_drives))
-        self.router.add("GET", "groups/{group}/drives", drives_of(
-            lambda req: [w.tenant.group_drive(self._group(req.params["group"]))]))
+        self.router.add(
+            "GET",
+            "groups/{group}/drives",
+            drives_of(lambda req: [w.tenant.group_drive(self._group(req.params["group"]))]),
+        )
 
     def _group(self, key: str) -> Any:
         g = self.world.tenant.group_by_id.get(key.lower())
@@ -72,7 +76,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ dispatch (sync; also for $batch)
     def rewrite(self, path: str) -> str:
-        """Drive aliases (users/{id}/drive, groups/{id}/drive, sites/{id}/drive, lists/{id}/drive) → drives/{id}."""
+        """Drive aliases (users/groups/sites/{id}/drive, sites/{id}/lists/{id}/drive) → drives/{id}."""
         w = self.world
         segs = path.strip("/").split("/")
         low = [s.lower() for s in segs]
@@ -120,8 +124,12 @@ class Emulator:
         try:
             auth.check_bearer(self.world, req)
             path, _ = normalise(req.path, dict(req.query))
-            ticket = self.limiter.acquire(Req(req.method, self.rewrite(path), req.query, req.headers, b"",
-                                              req.base_url, req.request_id), req.app_id or "")
+            ticket = self.limiter.acquire(
+                Req(
+                    req.method, self.rewrite(path), req.query, req.headers, b"", req.base_url, req.request_id
+                ),
+                req.app_id or "",
+            )
         except GraphError as exc:
             return self.error(req, exc)
         try:
@@ -161,7 +169,7 @@ class Emulator:
         resp = await self.handle(req)
         await self._send(send, req, resp)
 
-    async def handle(self, req: Req) -> Resp:  # noqa: C901 (the front door's decision list)
+    async def handle(self, req: Req) -> Resp:
         w = self.world
         path = req.path
         low = path.lower()
@@ -172,7 +180,11 @@ class Emulator:
             if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
                 req.params = {"tenant": parts[0]}
                 return auth.openid_configuration(w, req)
-            if len(parts) == 4 and [p.lower() for p in parts[1:]] == ["oauth2", "v2.0", "token"] and req.method == "POST":
+            if (
+                len(parts) == 4
+                and [p.lower() for p in parts[1:]] == ["oauth2", "v2.0", "token"]
+                and req.method == "POST"
+            ):
                 req.params = {"tenant": parts[0]}
                 return auth.token(w, req)
             if low.startswith("/_upload/"):
@@ -186,7 +198,12 @@ class Emulator:
                 return Resp(200, _dropped(), {"Content-Length": "1024"})
             if fault:
                 code = "generalException" if fault == "500" else "serviceNotAvailable"
-                raise GraphError(int(fault), code, "Injected fault.", headers={"Retry-After": "1"} if fault == "503" else {})
+                raise GraphError(
+                    int(fault),
+                    code,
+                    "Injected fault.",
+                    headers={"Retry-After": "1"} if fault == "503" else {},
+                )
             if download:
                 await self._latency()
                 with w.store.lock:
@@ -238,10 +255,12 @@ class Emulator:
         return self.error(req, GraphError(405, "notAllowed", "Method not allowed on an upload URL."))
 
     async def _send(self, send: Send, req: Req, resp: Resp) -> None:
-        headers = {"request-id": req.request_id, "client-request-id": req.headers.get("client-request-id",
-                                                                                      req.request_id),
-                   "x-ms-ags-diagnostic": '{"ServerInfo":{"DataCenter":"Emulator","Slice":"E","Ring":"1"}}',
-                   **resp.headers}
+        headers = {
+            "request-id": req.request_id,
+            "client-request-id": req.headers.get("client-request-id", req.request_id),
+            "x-ms-ags-diagnostic": '{"ServerInfo":{"DataCenter":"Emulator","Slice":"E","Ring":"1"}}',
+            **resp.headers,
+        }
         body = resp.body
         if isinstance(body, dict | list):
             payload: bytes | None = json.dumps(body).encode()
@@ -272,8 +291,17 @@ class Emulator:
         name = req.path.strip("/").split("/", 1)[1].lower()
         try:
             if name == "health" and req.method == "GET":
-                return Resp(200, {"status": "ok", "tenant": w.tenant.domain, "tenantId": w.tenant.tenant_id,
-                                  "scale": w.tenant.scale, "seed": w.seed, "time": iso(w.now())})
+                return Resp(
+                    200,
+                    {
+                        "status": "ok",
+                        "tenant": w.tenant.domain,
+                        "tenantId": w.tenant.tenant_id,
+                        "scale": w.tenant.scale,
+                        "seed": w.seed,
+                        "time": iso(w.now()),
+                    },
+                )
             if name == "config" and req.method == "GET":
                 return Resp(200, w.config.to_json())
             if name == "config" and req.method == "POST":
@@ -287,8 +315,14 @@ class Emulator:
                 return Resp(200, runner.run(seed, counts))
             if name == "expire" and req.method == "POST":
                 data = json.loads(req.body or b"{}")
-                scopes = {"mail": ["m:", "mf:"], "drive": ["d:"], "list": ["l:"], "calendar": ["ev:"],
-                          "contacts": ["c:", "cf:"], "all": [""]}
+                scopes = {
+                    "mail": ["m:", "mf:"],
+                    "drive": ["d:"],
+                    "list": ["l:"],
+                    "calendar": ["ev:"],
+                    "contacts": ["c:", "cf:"],
+                    "all": [""],
+                }
                 scope = data.get("scope", "all") if isinstance(data, dict) else None
                 if scope not in scopes:
                     raise ValueError(f"scope must be one of {sorted(scopes)}")
@@ -298,17 +332,29 @@ class Emulator:
             if name == "certificates" and req.method == "POST":
                 data = json.loads(req.body or b"{}")
                 if not isinstance(data, dict) or not isinstance(data.get("pem"), str):
-                    raise ValueError("body must be {\"pem\": \"-----BEGIN CERTIFICATE-----...\"}")
+                    raise ValueError('body must be {"pem": "-----BEGIN CERTIFICATE-----..."}')
                 return Resp(201, auth.register_certificate(w, data["pem"].encode()))
             if name == "tenant" and req.method == "GET":
                 t = w.tenant
-                return Resp(200, {"domain": t.domain, "tenantId": t.tenant_id, "clientId": w.settings.client_id,
-                                  "users": len(t.users), "mailboxes": sum(u.has_mailbox for u in t.users),
-                                  "baseMessages": t.mailbox_message_total(), "sites": len(t.sites),
-                                  "drives": len(t.drives), "baseFileBytes": t.total_file_bytes()})
+                return Resp(
+                    200,
+                    {
+                        "domain": t.domain,
+                        "tenantId": t.tenant_id,
+                        "clientId": w.settings.client_id,
+                        "users": len(t.users),
+                        "mailboxes": sum(u.has_mailbox for u in t.users),
+                        "baseMessages": t.mailbox_message_total(),
+                        "sites": len(t.sites),
+                        "drives": len(t.drives),
+                        "baseFileBytes": t.total_file_bytes(),
+                    },
+                )
         except (ValueError, json.JSONDecodeError) as exc:
             return Resp(400, {"error": {"code": "invalidRequest", "message": str(exc)}})
-        return Resp(404, {"error": {"code": "notFound", "message": f"No admin endpoint {req.method} {req.path}"}})
+        return Resp(
+            404, {"error": {"code": "notFound", "message": f"No admin endpoint {req.method} {req.path}"}}
+        )
 
 
 def _dropped() -> Iterator[bytes]:

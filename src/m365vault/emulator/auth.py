@@ -27,8 +27,16 @@ from m365vault.emulator.world import World
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ROLES = ["User.Read.All", "Group.Read.All", "Mail.ReadWrite", "Calendars.ReadWrite", "Contacts.ReadWrite",
-         "Files.ReadWrite.All", "Sites.ReadWrite.All", "MailboxSettings.Read"]
+ROLES = [
+    "User.Read.All",
+    "Group.Read.All",
+    "Mail.ReadWrite",
+    "Calendars.ReadWrite",
+    "Contacts.ReadWrite",
+    "Files.ReadWrite.All",
+    "Sites.ReadWrite.All",
+    "MailboxSettings.Read",
+]
 
 
 def _b64d(text: str) -> bytes:
@@ -42,8 +50,11 @@ def _b64e(data: bytes) -> str:
 def register_certificate(world: World, pem: bytes) -> dict[str, str]:
     """Accept a client certificate for the app; answers its thumbprints."""
     cert = x509.load_pem_x509_certificate(pem)
-    der = cert.public_bytes(encoding=__import__("cryptography.hazmat.primitives.serialization",
-                                                fromlist=["Encoding"]).Encoding.DER)
+    der = cert.public_bytes(
+        encoding=__import__(
+            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+        ).Encoding.DER
+    )
     sha1, sha256 = hashlib.sha1(der).digest(), hashlib.sha256(der).digest()
     world.certificates[_b64e(sha1)] = cert
     world.certificates[_b64e(sha256)] = cert
@@ -52,26 +63,40 @@ def register_certificate(world: World, pem: bytes) -> dict[str, str]:
 
 def _oauth_error(world: World, status: int, error: str, code: int, description: str) -> Resp:
     trace = secrets.token_hex(16)
-    return Resp(status, {
-        "error": error, "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\n"
-                                             f"Correlation ID: {trace}\r\nTimestamp: {world.now_iso()}",
-        "error_codes": [code], "timestamp": world.now_iso().replace("T", " "), "trace_id": trace,
-        "correlation_id": trace})
+    return Resp(
+        status,
+        {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\n"
+            f"Correlation ID: {trace}\r\nTimestamp: {world.now_iso()}",
+            "error_codes": [code],
+            "timestamp": world.now_iso().replace("T", " "),
+            "trace_id": trace,
+            "correlation_id": trace,
+        },
+    )
 
 
 def openid_configuration(world: World, req: Req) -> Resp:
     tenant = req.params["tenant"]
     base = f"{req.base_url}/{tenant}"
-    return Resp(200, {
-        "token_endpoint": f"{base}/oauth2/v2.0/token",
-        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-        "issuer": f"{req.base_url}/{world.tenant.tenant_id}/v2.0",
-        "jwks_uri": f"{base}/discovery/v2.0/keys",
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "tenant_region_scope": "EU",
-    })
+    return Resp(
+        200,
+        {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "issuer": f"{req.base_url}/{world.tenant.tenant_id}/v2.0",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "tenant_region_scope": "EU",
+        },
+    )
 
 
 def _verify_assertion(world: World, req: Req, assertion: str, client_id: str) -> str | None:
@@ -95,8 +120,12 @@ def _verify_assertion(world: World, req: Req, assertion: str, client_id: str) ->
         if alg == "RS256":
             key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
         elif alg == "PS256":
-            key.verify(signature, signed, padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
-                                                      salt_length=padding.PSS.DIGEST_LENGTH), hashes.SHA256())
+            key.verify(
+                signature,
+                signed,
+                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+                hashes.SHA256(),
+            )
         else:
             return f"Unsupported signing algorithm {alg}."
     except InvalidSignature:
@@ -121,8 +150,9 @@ def token(world: World, req: Req) -> Resp:
     if tenant not in (world.tenant.domain.lower(), world.tenant.tenant_id):
         return _oauth_error(world, 400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
     if form.get("grant_type") != "client_credentials":
-        return _oauth_error(world, 400, "unsupported_grant_type", 70003,
-                            "The app requested an unsupported grant type.")
+        return _oauth_error(
+            world, 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+        )
     client_id, secret = form.get("client_id", ""), form.get("client_secret")
     basic = req.headers.get("authorization", "")
     if basic.lower().startswith("basic "):
@@ -132,12 +162,22 @@ def token(world: World, req: Req) -> Resp:
             return _oauth_error(world, 401, "invalid_client", 7000215, "Invalid client secret provided.")
     scope = form.get("scope", "")
     if scope != GRAPH_SCOPE and scope != "00000003-0000-0000-c000-000000000000/.default":
-        return _oauth_error(world, 400, "invalid_scope", 1002012,
-                            f"The provided value for scope {scope} is not valid. Client credential flows must "
-                            "have a scope value with /.default suffixed to the resource identifier.")
+        return _oauth_error(
+            world,
+            400,
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope} is not valid. Client credential flows must "
+            "have a scope value with /.default suffixed to the resource identifier.",
+        )
     if client_id != world.settings.client_id:
-        return _oauth_error(world, 400, "unauthorized_client", 700016,
-                            f"Application with identifier '{client_id}' was not found in the directory.")
+        return _oauth_error(
+            world,
+            400,
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{client_id}' was not found in the directory.",
+        )
     if form.get("client_assertion_type") == ASSERTION_TYPE:
         reason = _verify_assertion(world, req, form.get("client_assertion", ""), client_id)
         if reason:
@@ -145,10 +185,14 @@ def token(world: World, req: Req) -> Resp:
     elif secret is None or not hmac.compare_digest(secret, world.settings.client_secret):
         return _oauth_error(world, 401, "invalid_client", 7000215, "Invalid client secret provided.")
     lifetime = world.config.token_lifetime_seconds
-    access = world.signer.mint("access", {"tid": world.tenant.tenant_id, "app": client_id,
-                                          "exp": world.now() + lifetime, "roles": ROLES})
-    return Resp(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-                      "access_token": access})
+    access = world.signer.mint(
+        "access",
+        {"tid": world.tenant.tenant_id, "app": client_id, "exp": world.now() + lifetime, "roles": ROLES},
+    )
+    return Resp(
+        200,
+        {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access},
+    )
 
 
 def check_bearer(world: World, req: Req) -> str:

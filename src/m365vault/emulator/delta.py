@@ -55,13 +55,19 @@ class DeltaEngine:
         try:
             payload = self.signer.read("delta", token)
         except InvalidToken as exc:
-            raise GraphError(400, "BadRequest", "The delta token is malformed or was altered.",
-                             inner_code="invalidDeltaToken") from exc
+            raise GraphError(
+                400,
+                "BadRequest",
+                "The delta token is malformed or was altered.",
+                inner_code="invalidDeltaToken",
+            ) from exc
         if payload.get("c") != view.key:
             raise GraphError(400, "BadRequest", "The delta token does not belong to this collection.")
         latest = self.store.latest_generation(view.key)
         gen = int(payload.get("g", 0))
-        if latest - gen >= self.generations_kept() or int(payload.get("a", 0)) < self.store.expired_before(view.key):
+        if latest - gen >= self.generations_kept() or int(payload.get("a", 0)) < self.store.expired_before(
+            view.key
+        ):
             raise Expired(gen, latest)
         return payload
 
@@ -76,8 +82,15 @@ class DeltaEngine:
     def page(self, view: View, payload: dict[str, Any] | None, limit: int, options: dict[str, Any]) -> Page:
         with self.store.lock:
             if payload is None:
-                payload = {"c": view.key, "m": "i", "s": self.store.current_seq(), "p": "b", "o": 0,
-                           "q": options, "g": self.store.latest_generation(view.key)}
+                payload = {
+                    "c": view.key,
+                    "m": "i",
+                    "s": self.store.current_seq(),
+                    "p": "b",
+                    "o": 0,
+                    "q": options,
+                    "g": self.store.latest_generation(view.key),
+                }
             if payload["m"] == "i":
                 return self._initial(view, payload, limit)
             return self._since(view, payload, limit)

@@ -25,7 +25,7 @@ SIMPLE_UPLOAD_MAX = 250 * 1024 * 1024
 
 
 def _etag_guid(item_id: str) -> str:
-    h = hashlib.md5(item_id.encode()).hexdigest().upper()  # noqa: S324 (a display id, not security)
+    h = hashlib.md5(item_id.encode()).hexdigest().upper()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
@@ -47,22 +47,41 @@ class Files:
 
     def _base_state(self, drive: Drive, e: DriveEntry) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "name": e.name, "parentId": self.item_id(drive, e.parent) if e.parent is not None else None,
-            "folder": e.is_folder, "createdDateTime": e.created, "lastModifiedDateTime": e.created + 3600 * e.versions,
-            "fileSystemInfo": {"createdDateTime": e.created, "lastModifiedDateTime": e.created + 3600 * e.versions},
-            "etagN": e.versions, "_drive": drive.number,
+            "name": e.name,
+            "parentId": self.item_id(drive, e.parent) if e.parent is not None else None,
+            "folder": e.is_folder,
+            "createdDateTime": e.created,
+            "lastModifiedDateTime": e.created + 3600 * e.versions,
+            "fileSystemInfo": {
+                "createdDateTime": e.created,
+                "lastModifiedDateTime": e.created + 3600 * e.versions,
+            },
+            "etagN": e.versions,
+            "_drive": drive.number,
         }
         if not e.is_folder:
             state["versions"] = [
-                {"id": f"{v}.0", "size": self.w.tenant.version_size(e, v),
-                 "_content": {"gen": f"file:{drive.number}:{e.index}:v{v}", "size": self.w.tenant.version_size(e, v)},
-                 "lastModifiedDateTime": e.created + 3600 * v} for v in range(1, e.versions + 1)]
+                {
+                    "id": f"{v}.0",
+                    "size": self.w.tenant.version_size(e, v),
+                    "_content": {
+                        "gen": f"file:{drive.number}:{e.index}:v{v}",
+                        "size": self.w.tenant.version_size(e, v),
+                    },
+                    "lastModifiedDateTime": e.created + 3600 * v,
+                }
+                for v in range(1, e.versions + 1)
+            ]
         return state
 
     def view(self, drive: Drive) -> View:
         entries = self.w.tenant.drive_entries(drive.number)
-        return View(self.coll(drive), len(entries), lambda i: self.item_id(drive, i),
-                    lambda i: self._base_state(drive, entries[i]))
+        return View(
+            self.coll(drive),
+            len(entries),
+            lambda i: self.item_id(drive, i),
+            lambda i: self._base_state(drive, entries[i]),
+        )
 
     def item(self, drive: Drive, item_id: str) -> dict[str, Any]:
         if item_id.lower() == "root":
@@ -133,7 +152,9 @@ class Files:
         return iid, parts[-1]
 
     # ------------------------------------------------------------------ writes
-    def _write(self, drive: Drive, iid: str, state: dict[str, Any] | None, extra: list[Any] | None = None) -> None:
+    def _write(
+        self, drive: Drive, iid: str, state: dict[str, Any] | None, extra: list[Any] | None = None
+    ) -> None:
         ops = [(self.coll(drive), iid, state, state["parentId"] if state else None)]
         self.w.store.write(self.w.now(), ops + (extra or []))
 
@@ -147,11 +168,22 @@ class Files:
             n += 1
         return name
 
-    def create(self, drive: Drive, parent: str, name: str, *, folder: bool, conflict: str = "fail",
-               data: bytes | None = None, fs_info: dict[str, Any] | None = None) -> tuple[str, dict[str, Any], bool]:
+    def create(
+        self,
+        drive: Drive,
+        parent: str,
+        name: str,
+        *,
+        folder: bool,
+        conflict: str = "fail",
+        data: bytes | None = None,
+        fs_info: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any], bool]:
         """(id, state, created?) for a new file or folder; `replace` turns into a new version of a file."""
         if not name or any(c in name for c in '"*:<>?/\\|'):
-            raise GraphError(400, "invalidRequest", f"The name '{name}' is not valid.", inner_code="invalidPath")
+            raise GraphError(
+                400, "invalidRequest", f"The name '{name}' is not valid.", inner_code="invalidPath"
+            )
         existing = self.child_named(drive, parent, name)
         if existing is not None:
             if conflict == "fail":
@@ -164,25 +196,53 @@ class Files:
         iid = ids.make(self.w.seed, "01", K_NEW, drive.number, self.w.store.counter("driveitem"), b32=True)
         now = self.w.now()
         fs = _fs_info(fs_info, now)
-        state: dict[str, Any] = {"name": name, "parentId": parent, "folder": folder, "createdDateTime": now,
-                                 "lastModifiedDateTime": now, "fileSystemInfo": fs, "etagN": 1, "_drive": drive.number}
+        state: dict[str, Any] = {
+            "name": name,
+            "parentId": parent,
+            "folder": folder,
+            "createdDateTime": now,
+            "lastModifiedDateTime": now,
+            "fileSystemInfo": fs,
+            "etagN": 1,
+            "_drive": drive.number,
+        }
         if not folder:
             blob = self.w.store.put_blob(data or b"")
-            state["versions"] = [{"id": "1.0", "size": len(data or b""), "_content": {"blob": blob, "size": len(data or b"")},
-                                  "lastModifiedDateTime": now}]
+            state["versions"] = [
+                {
+                    "id": "1.0",
+                    "size": len(data or b""),
+                    "_content": {"blob": blob, "size": len(data or b"")},
+                    "lastModifiedDateTime": now,
+                }
+            ]
         self._write(drive, iid, state)
         return iid, state, True
 
-    def new_version(self, drive: Drive, iid: str, state: dict[str, Any], data: bytes,
-                    fs_info: dict[str, Any] | None = None, ref: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def new_version(
+        self,
+        drive: Drive,
+        iid: str,
+        state: dict[str, Any],
+        data: bytes,
+        fs_info: dict[str, Any] | None = None,
+        ref: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
         now = self.w.now()
         versions = list(state.get("versions", []))
         number = int(float(versions[-1]["id"])) + 1 if versions else 1
         if ref is None:
             ref = {"blob": self.w.store.put_blob(data), "size": len(data)}
-        versions.append({"id": f"{number}.0", "size": int(ref["size"]), "_content": ref, "lastModifiedDateTime": now})
-        state = {**state, "versions": versions, "lastModifiedDateTime": now, "etagN": int(state["etagN"]) + 1,
-                 "fileSystemInfo": _fs_info(fs_info, now, state.get("fileSystemInfo"))}
+        versions.append(
+            {"id": f"{number}.0", "size": int(ref["size"]), "_content": ref, "lastModifiedDateTime": now}
+        )
+        state = {
+            **state,
+            "versions": versions,
+            "lastModifiedDateTime": now,
+            "etagN": int(state["etagN"]) + 1,
+            "fileSystemInfo": _fs_info(fs_info, now, state.get("fileSystemInfo")),
+        }
         self._write(drive, iid, state)
         return iid, state
 
@@ -202,9 +262,15 @@ class Files:
             state = self.item(drive, target["item"])
             iid, state = self.new_version(drive, target["item"], state, data, target.get("fs"))
             return Resp(200, self.item_json(req, drive, iid, state))
-        iid, state, created = self.create(drive, target["parent"], target["name"], folder=False,
-                                          conflict=target.get("conflict") or "replace", data=data,
-                                          fs_info=target.get("fs"))
+        iid, state, created = self.create(
+            drive,
+            target["parent"],
+            target["name"],
+            folder=False,
+            conflict=target.get("conflict") or "replace",
+            data=data,
+            fs_info=target.get("fs"),
+        )
         return Resp(201 if created else 200, self.item_json(req, drive, iid, state))
 
     # ------------------------------------------------------------------ content
@@ -248,8 +314,9 @@ class Files:
         return value
 
     def download_url(self, req: Req, ref: dict[str, Any], name: str) -> str:
-        token = self.w.signer.mint("download", {"r": ref, "n": name,
-                                                "e": self.w.now() + self.w.config.download_url_lifetime_seconds})
+        token = self.w.signer.mint(
+            "download", {"r": ref, "n": name, "e": self.w.now() + self.w.config.download_url_lifetime_seconds}
+        )
         return f"{req.base_url}/_download/{token}"
 
     # ------------------------------------------------------------------ JSON
@@ -265,33 +332,61 @@ class Files:
             owner = {"group": {"id": g.id, "displayName": g.display_name}}
         else:
             owner = {"user": {"displayName": "System Account"}}
-        url = f"{site.web_url}/{'Documents' if drive.drive_type == 'business' else drive.name.replace(' ', '%20')}"
-        return {"id": drive.id, "driveType": drive.drive_type, "name": drive.name,
-                "createdDateTime": "2024-03-01T09:00:00Z", "lastModifiedDateTime": self.w.now_iso(),
-                "description": "", "webUrl": url, "owner": owner,
-                "quota": {"deleted": 0, "remaining": 1099511627776, "state": "normal", "total": 1099511627776,
-                          "used": 0}}
+        library = "Documents" if drive.drive_type == "business" else drive.name.replace(" ", "%20")
+        url = f"{site.web_url}/{library}"
+        return {
+            "id": drive.id,
+            "driveType": drive.drive_type,
+            "name": drive.name,
+            "createdDateTime": "2024-03-01T09:00:00Z",
+            "lastModifiedDateTime": self.w.now_iso(),
+            "description": "",
+            "webUrl": url,
+            "owner": owner,
+            "quota": {
+                "deleted": 0,
+                "remaining": 1099511627776,
+                "state": "normal",
+                "total": 1099511627776,
+                "used": 0,
+            },
+        }
 
-    def item_json(self, req: Req, drive: Drive, iid: str, state: dict[str, Any], *, in_delta: bool = False,
-                  download: bool = True) -> dict[str, Any]:
+    def item_json(
+        self,
+        req: Req,
+        drive: Drive,
+        iid: str,
+        state: dict[str, Any],
+        *,
+        in_delta: bool = False,
+        download: bool = True,
+    ) -> dict[str, Any]:
         t = self.w.tenant
         guid = _etag_guid(iid)
         site = t.sites[drive.site_index]
         out: dict[str, Any] = {
             "@odata.type": "#microsoft.graph.driveItem",
-            "createdDateTime": iso(state["createdDateTime"]), "eTag": f'"{{{guid}}},{state["etagN"]}"', "id": iid,
-            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]), "name": state["name"],
+            "createdDateTime": iso(state["createdDateTime"]),
+            "eTag": f'"{{{guid}}},{state["etagN"]}"',
+            "id": iid,
+            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
+            "name": state["name"],
             "webUrl": f"{site.web_url}/{drive.name}/{state['name']}",
             "createdBy": {"user": {"displayName": "System Account"}},
             "lastModifiedBy": {"user": {"displayName": "System Account"}},
             "parentReference": {"driveType": drive.drive_type, "driveId": drive.id, "siteId": site.id},
-            "fileSystemInfo": {"createdDateTime": iso(state["fileSystemInfo"]["createdDateTime"]),
-                               "lastModifiedDateTime": iso(state["fileSystemInfo"]["lastModifiedDateTime"])},
+            "fileSystemInfo": {
+                "createdDateTime": iso(state["fileSystemInfo"]["createdDateTime"]),
+                "lastModifiedDateTime": iso(state["fileSystemInfo"]["lastModifiedDateTime"]),
+            },
         }
         if state.get("parentId"):
             out["parentReference"]["id"] = state["parentId"]
             if not in_delta:
-                out["parentReference"]["path"] = f"/drives/{drive.id}/root:" + self.path_of(drive, state["parentId"])
+                out["parentReference"]["path"] = f"/drives/{drive.id}/root:" + self.path_of(
+                    drive, state["parentId"]
+                )
         else:
             out["root"] = {}
             out["name"] = "root"
@@ -343,8 +438,11 @@ def download(world: World, files: Files, req: Req, token: str) -> Resp:
     ref = payload["r"]
     size = int(ref["size"])
     etag = '"' + hashlib.sha1(str(sorted(ref.items())).encode()).hexdigest()[:16] + '"'
-    headers = {"Accept-Ranges": "bytes", "ETag": etag,
-               "Content-Disposition": f"attachment; filename*=UTF-8''{payload['n']}"}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{payload['n']}",
+    }
     rng = req.headers.get("range")
     if rng:
         m = _RANGE.match(rng.strip())
@@ -393,13 +491,19 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
                 offset = int(w.signer.read("skip", req.query["$skiptoken"])["o"])
             except (InvalidToken, KeyError) as exc:
                 raise GraphError(400, "invalidRequest", "The skip token is invalid.") from exc
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#drives('{drive.id}')/items('{iid}')"
-                                                  "/children",
-                                "value": [w.pick(files.item_json(req, drive, i, s), req.select())
-                                          for i, s in rows[offset: offset + size]]}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#drives('{drive.id}')/items('{iid}')/children",
+            "value": [
+                w.pick(files.item_json(req, drive, i, s), req.select())
+                for i, s in rows[offset : offset + size]
+            ],
+        }
         if offset + size < len(rows):
-            body["@odata.nextLink"] = w.link(req, f"/drives/{drive.id}/items/{iid}/children",
-                                             **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})})
+            body["@odata.nextLink"] = w.link(
+                req,
+                f"/drives/{drive.id}/items/{iid}/children",
+                **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})},
+            )
         return Resp(200, body)
 
     @router.route("GET", "drives/{drive}/items/{item}/delta")
@@ -407,8 +511,12 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         drive = drive_of(req)
         iid, _ = files.resolve(drive, req)
         if iid != files.root_id(drive):
-            raise GraphError(400, "invalidRequest", "Delta is only supported on the root of this drive.",
-                             inner_code="notSupported")
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "Delta is only supported on the root of this drive.",
+                inner_code="notSupported",
+            )
         view = files.view(drive)
         link_path = f"/drives/{drive.id}/root/delta"
         token = req.query.get("token")
@@ -427,12 +535,16 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
                 try:
                     payload = w.delta.read_token(view, token)
                 except Expired as exc:
-                    raise GraphError(410, "resyncRequired", "Resync required. Replace any local items with the "
-                                     "server's version (including deletes) if you're sure that the service was "
-                                     "up to date with your local changes when you last sync'd. Upload any local "
-                                     "changes that the server doesn't know about.",
-                                     headers={"Location": w.link(req, link_path)},
-                                     inner_code="resyncChangesApplyDifferences") from exc
+                    raise GraphError(
+                        410,
+                        "resyncRequired",
+                        "Resync required. Replace any local items with the "
+                        "server's version (including deletes) if you're sure that the service was "
+                        "up to date with your local changes when you last sync'd. Upload any local "
+                        "changes that the server doesn't know about.",
+                        headers={"Location": w.link(req, link_path)},
+                        inner_code="resyncChangesApplyDifferences",
+                    ) from exc
                 options = payload.get("q") or options
             page = w.delta.page(view, payload, size, options)
         select = [s for s in (options.get("select") or "").split(",") if s] or None
@@ -442,8 +554,14 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         emitted: set[str] = set()
         for item_id, state in page.items:
             if state is None:
-                value.append({"@odata.type": "#microsoft.graph.driveItem", "id": item_id, "deleted": {"state": "deleted"},
-                              "parentReference": {"driveId": drive.id, "driveType": drive.drive_type}})
+                value.append(
+                    {
+                        "@odata.type": "#microsoft.graph.driveItem",
+                        "id": item_id,
+                        "deleted": {"state": "deleted"},
+                        "parentReference": {"driveId": drive.id, "driveType": drive.drive_type},
+                    }
+                )
                 continue
             if not exclude_parent:  # ancestors of a changed item come along, once per page
                 chain, pid = [], state.get("parentId")
@@ -456,10 +574,17 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
                     emitted.add(pid)
                     pid = pstate.get("parentId")
                 for pid2, pstate in reversed(chain):
-                    value.append(w.pick(files.item_json(req, drive, pid2, pstate, in_delta=True, download=False), select))
+                    value.append(
+                        w.pick(
+                            files.item_json(req, drive, pid2, pstate, in_delta=True, download=False), select
+                        )
+                    )
             emitted.add(item_id)
-            value.append(w.pick(files.item_json(req, drive, item_id, state, in_delta=True, download=want_download),
-                                select))
+            value.append(
+                w.pick(
+                    files.item_json(req, drive, item_id, state, in_delta=True, download=want_download), select
+                )
+            )
         body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection(driveItem)"}
         if page.next_token:
             body["@odata.nextLink"] = w.link(req, link_path, token=page.next_token)
@@ -490,7 +615,9 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
             raise GraphError(400, "invalidRequest", f"Invalid conflictBehavior '{conflict}'.")
         if req.item_path:
             parent, name = files.resolve_parent(drive, req)
-            iid, state, created = files.create(drive, parent, name, folder=False, conflict=conflict, data=req.body)
+            iid, state, created = files.create(
+                drive, parent, name, folder=False, conflict=conflict, data=req.body
+            )
             return Resp(201 if created else 200, files.item_json(req, drive, iid, state))
         iid, state = files.resolve(drive, req)
         if state["folder"]:
@@ -504,10 +631,13 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         iid, state = files.resolve(drive, req)
         data = req.json_object()
         if not state["folder"] or "folder" not in data or not isinstance(data.get("name"), str):
-            raise GraphError(400, "invalidRequest", "POST children creates folders: name and folder are required.")
+            raise GraphError(
+                400, "invalidRequest", "POST children creates folders: name and folder are required."
+            )
         conflict = str(data.get("@microsoft.graph.conflictBehavior", "fail")).lower()
-        cid, cstate, _ = files.create(drive, iid, data["name"], folder=True, conflict=conflict,
-                                      fs_info=data.get("fileSystemInfo"))
+        cid, cstate, _ = files.create(
+            drive, iid, data["name"], folder=True, conflict=conflict, fs_info=data.get("fileSystemInfo")
+        )
         return Resp(201, files.item_json(req, drive, cid, cstate))
 
     @router.route("PATCH", "drives/{drive}/items/{item}")
@@ -515,19 +645,33 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         drive = drive_of(req)
         iid, state = files.resolve(drive, req)
         data = req.json_object()
-        if set(data) - {"name", "parentReference", "fileSystemInfo", "description", "@microsoft.graph.conflictBehavior"}:
-            raise GraphError(400, "invalidRequest", "Only name, parentReference and fileSystemInfo can be updated.",
-                             inner_code="propertyNotUpdateable")
-        parent = (data.get("parentReference") or {}).get("id") or state.get("parentId")
-        if parent != state.get("parentId"):
-            if not files.item(drive, parent)["folder"]:
-                raise GraphError(400, "invalidRequest", "The new parent is not a folder.")
+        if set(data) - {
+            "name",
+            "parentReference",
+            "fileSystemInfo",
+            "description",
+            "@microsoft.graph.conflictBehavior",
+        }:
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "Only name, parentReference and fileSystemInfo can be updated.",
+                inner_code="propertyNotUpdateable",
+            )
+        parent = str((data.get("parentReference") or {}).get("id") or state.get("parentId"))
+        if parent != state.get("parentId") and not files.item(drive, parent)["folder"]:
+            raise GraphError(400, "invalidRequest", "The new parent is not a folder.")
         name = data.get("name", state["name"])
         clash = files.child_named(drive, parent, name) if parent else None
         if clash and clash[0] != iid:
             raise GraphError(409, "nameAlreadyExists", "The specified item name already exists.")
-        new = {**state, "name": name, "parentId": parent, "etagN": int(state["etagN"]) + 1,
-               "lastModifiedDateTime": w.now()}
+        new = {
+            **state,
+            "name": name,
+            "parentId": parent,
+            "etagN": int(state["etagN"]) + 1,
+            "lastModifiedDateTime": w.now(),
+        }
         if "fileSystemInfo" in data:  # PATCH keeps what it is not given
             old = state["fileSystemInfo"]
             new["fileSystemInfo"] = _fs_info(data["fileSystemInfo"], old["lastModifiedDateTime"], old)
@@ -559,14 +703,18 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         else:
             iid, state = files.resolve(drive, req)
             if state["folder"]:
-                raise GraphError(400, "invalidRequest", "Address the new file by path: items/{parent-id}:/{name}:.")
+                raise GraphError(
+                    400, "invalidRequest", "Address the new file by path: items/{parent-id}:/{name}:."
+                )
             target["item"] = iid
         match = req.headers.get("if-match")
         if match and "item" in target:
             guid = _etag_guid(target["item"])
             st = files.item(drive, target["item"])
             if match not in (f'"{{{guid}}},{st["etagN"]}"', f'"c:{{{guid}}},{len(st["versions"])}"'):
-                raise GraphError(412, "resourceModified", "The resource has changed since the caller last read it.")
+                raise GraphError(
+                    412, "resourceModified", "The resource has changed since the caller last read it."
+                )
         session = files.uploads.create(req, "drive", None, target, defer=bool(data.get("deferCommit")))
         return Resp(200, session)
 
@@ -575,8 +723,13 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         drive = drive_of(req)
         iid, state = files.resolve(drive, req)
         rows = [_version_json(v) for v in reversed(state.get("versions") or [])]
-        return Resp(200, {"@odata.context": f"{req.graph_base}/$metadata#drives('{drive.id}')/items('{iid}')/versions",
-                          "value": rows})
+        return Resp(
+            200,
+            {
+                "@odata.context": f"{req.graph_base}/$metadata#drives('{drive.id}')/items('{iid}')/versions",
+                "value": rows,
+            },
+        )
 
     @router.route("GET", "drives/{drive}/items/{item}/versions/{version}")
     def version(req: Req) -> Resp:
@@ -606,6 +759,10 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
 
 
 def _version_json(v: dict[str, Any]) -> dict[str, Any]:
-    return {"@odata.type": "#microsoft.graph.driveItemVersion", "id": v["id"],
-            "lastModifiedDateTime": iso(v["lastModifiedDateTime"]), "size": v["size"],
-            "lastModifiedBy": {"user": {"displayName": "System Account"}}}
+    return {
+        "@odata.type": "#microsoft.graph.driveItemVersion",
+        "id": v["id"],
+        "lastModifiedDateTime": iso(v["lastModifiedDateTime"]),
+        "size": v["size"],
+        "lastModifiedBy": {"user": {"displayName": "System Account"}},
+    }

@@ -133,5 +133,7 @@ class Router:
                 req.params = params
                 return handler
         if allowed:
-            raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+            raise GraphError(
+                405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
+            )
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segments[-1]}'.")

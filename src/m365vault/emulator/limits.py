@@ -20,8 +20,17 @@ from m365vault.emulator.errors import GraphError
 from m365vault.emulator.http import Req
 from m365vault.emulator.world import World
 
-MAILBOX_SEGMENTS = {"messages", "mailfolders", "events", "calendar", "calendars", "calendarview", "contacts",
-                    "contactfolders", "mailboxsettings"}
+MAILBOX_SEGMENTS = {
+    "messages",
+    "mailfolders",
+    "events",
+    "calendar",
+    "calendars",
+    "calendarview",
+    "contacts",
+    "contactfolders",
+    "mailboxsettings",
+}
 
 
 @dataclass
@@ -78,12 +87,22 @@ class Limiter:
                     window.popleft()
                 window.append(now)
                 if self._in_flight[mk] >= t.mailbox_concurrency:
-                    raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
-                                     headers={"Retry-After": "1"}, with_inner=False)
+                    raise GraphError(
+                        429,
+                        "ApplicationThrottled",
+                        "Application is over its MailboxConcurrency limit.",
+                        headers={"Retry-After": "1"},
+                        with_inner=False,
+                    )
                 if len(window) > t.mailbox_requests_per_10min:
                     wait = max(1, math.ceil(window[0] + 600 - now))
-                    raise GraphError(429, "TooManyRequests", "Please retry again later.",
-                                     headers={"Retry-After": str(wait)}, inner_code="429")
+                    raise GraphError(
+                        429,
+                        "TooManyRequests",
+                        "Please retry again later.",
+                        headers={"Retry-After": str(wait)},
+                        inner_code="429",
+                    )
                 self._in_flight[mk] += 1
                 ticket.mailbox = mk
             elif kind == "sharepoint":
@@ -96,12 +115,20 @@ class Limiter:
                 limit = t.sharepoint_units_per_minute
                 if used + cost > limit:
                     wait = max(1, math.ceil(units[0][0] + 60 - now))
-                    raise GraphError(503, "serviceNotAvailable", "The request has been throttled.",
-                                     headers={"Retry-After": str(wait)}, inner_code="throttledRequest")
+                    raise GraphError(
+                        503,
+                        "serviceNotAvailable",
+                        "The request has been throttled.",
+                        headers={"Retry-After": str(wait)},
+                        inner_code="throttledRequest",
+                    )
                 if used + cost >= 0.8 * limit:
                     reset = max(1, math.ceil(units[0][0] + 60 - now))
-                    ticket.headers = {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(limit - used - cost),
-                                      "RateLimit-Reset": str(reset)}
+                    ticket.headers = {
+                        "RateLimit-Limit": str(limit),
+                        "RateLimit-Remaining": str(limit - used - cost),
+                        "RateLimit-Reset": str(reset),
+                    }
         return ticket
 
     def release(self, ticket: Ticket) -> None:

@@ -22,9 +22,23 @@ from m365vault.emulator.world import World
 
 MAX_BODY = 4 * 1024 * 1024
 K_FOLDER, K_MESSAGE, K_NEW_FOLDER, K_NEW_MESSAGE, K_ATTACHMENT = 2, 1, 12, 11, 21
-PATCHABLE = {"subject", "isRead", "categories", "flag", "importance", "body", "toRecipients", "ccRecipients",
-             "bccRecipients", "replyTo", "inferenceClassification", "isDeliveryReceiptRequested",
-             "isReadReceiptRequested", "from", "sender"}
+PATCHABLE = {
+    "subject",
+    "isRead",
+    "categories",
+    "flag",
+    "importance",
+    "body",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "inferenceClassification",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "from",
+    "sender",
+}
 
 
 def _addr_in(value: Any) -> dict[str, str]:
@@ -48,8 +62,12 @@ class Mail:
 
     def _base_folder_state(self, user: User, number: int) -> dict[str, Any]:
         f = MAIL_FOLDERS[number]
-        return {"displayName": f.display_name, "isHidden": f.hidden, "_num": number,
-                "parentFolderId": self.folder_id(user, f.parent) if f.parent is not None else None}
+        return {
+            "displayName": f.display_name,
+            "isHidden": f.hidden,
+            "_num": number,
+            "parentFolderId": self.folder_id(user, f.parent) if f.parent is not None else None,
+        }
 
     def folder(self, user: User, key: str) -> tuple[str, dict[str, Any]]:
         number = WELL_KNOWN.get(key.lower())
@@ -61,42 +79,69 @@ class Mail:
                 raise not_found_mail()
             return fid, state
         parsed = ids.parse(self.w.seed, "AQMk", fid)
-        if parsed and parsed[0] == K_FOLDER and parsed[1][0] == user.index and parsed[1][1] < len(MAIL_FOLDERS):
+        if (
+            parsed
+            and parsed[0] == K_FOLDER
+            and parsed[1][0] == user.index
+            and parsed[1][1] < len(MAIL_FOLDERS)
+        ):
             return fid, self._base_folder_state(user, parsed[1][1])
         raise not_found_mail()
 
     def folders(self, user: User) -> list[tuple[str, dict[str, Any]]]:
         coll = f"mf:{user.index}"
         touched = self.w.store.touched_in(coll)
-        out = [(self.folder_id(user, f.number), self._base_folder_state(user, f.number)) for f in MAIL_FOLDERS[1:]]
+        out = [
+            (self.folder_id(user, f.number), self._base_folder_state(user, f.number))
+            for f in MAIL_FOLDERS[1:]
+        ]
         out = [(i, s) for i, s in out if i not in touched]
         return out + list(self.w.store.live_in(coll))
 
     def folder_view(self, user: User) -> View:
-        return View(f"mf:{user.index}", len(MAIL_FOLDERS) - 1, lambda i: self.folder_id(user, i + 1),
-                    lambda i: self._base_folder_state(user, i + 1))
+        return View(
+            f"mf:{user.index}",
+            len(MAIL_FOLDERS) - 1,
+            lambda i: self.folder_id(user, i + 1),
+            lambda i: self._base_folder_state(user, i + 1),
+        )
 
-    def folder_json(self, user: User, fid: str, state: dict[str, Any], all_folders: list[tuple[str, dict[str, Any]]]
-                    ) -> dict[str, Any]:
+    def folder_json(
+        self, user: User, fid: str, state: dict[str, Any], all_folders: list[tuple[str, dict[str, Any]]]
+    ) -> dict[str, Any]:
         view = self.message_view(user, fid, state)
-        live, touched_base = self.w.store.count_live_and_touched_base(view.key, lambda i: ids.parse(
-            self.w.seed, "AAMk", i) is not None and ids.parse(self.w.seed, "AAMk", i)[0] == K_MESSAGE)  # type: ignore[index]
+        live, touched_base = self.w.store.count_live_and_touched_base(view.key, self._is_base_message)
         total = view.base_count - touched_base + live
-        return {"id": fid, "displayName": state["displayName"], "parentFolderId": state.get("parentFolderId"),
-                "childFolderCount": sum(1 for _, s in all_folders if s.get("parentFolderId") == fid),
-                "unreadItemCount": total // 3, "totalItemCount": total, "sizeInBytes": total * 12_000,
-                "isHidden": bool(state.get("isHidden"))}
+        return {
+            "id": fid,
+            "displayName": state["displayName"],
+            "parentFolderId": state.get("parentFolderId"),
+            "childFolderCount": sum(1 for _, s in all_folders if s.get("parentFolderId") == fid),
+            "unreadItemCount": total // 3,
+            "totalItemCount": total,
+            "sizeInBytes": total * 12_000,
+            "isHidden": bool(state.get("isHidden")),
+        }
 
     # ------------------------------------------------------------------ messages
+    def _is_base_message(self, item_id: str) -> bool:
+        parsed = ids.parse(self.w.seed, "AAMk", item_id)
+        return parsed is not None and parsed[0] == K_MESSAGE
+
     def message_view(self, user: User, fid: str, folder_state: dict[str, Any]) -> View:
-        number = folder_state.get("_num")
-        count = self.w.tenant.folder_message_count(user, number) if number is not None else 0
+        # Created folders have no generated messages (count 0, so number is never used for them).
+        number = int(folder_state.get("_num", 0))
+        count = self.w.tenant.folder_message_count(user, number) if "_num" in folder_state else 0
 
         def base_state(i: int) -> dict[str, Any]:
             return {**generate.message(self.w.tenant, user, number, fid, i), "_user": user.index}
 
-        return View(f"m:{fid}", count, lambda i: ids.make(self.w.seed, "AAMk", K_MESSAGE, user.index, number, i),
-                    base_state)
+        return View(
+            f"m:{fid}",
+            count,
+            lambda i: ids.make(self.w.seed, "AAMk", K_MESSAGE, user.index, number, i),
+            base_state,
+        )
 
     def message(self, user: User, mid: str) -> tuple[str, dict[str, Any]]:
         """(collection, state) of a live message of this mailbox, or 404."""
@@ -111,29 +156,50 @@ class Mail:
             _, number, index = parsed[1]
             if number < len(MAIL_FOLDERS) and index < self.w.tenant.folder_message_count(user, number):
                 fid = self.folder_id(user, number)
-                return f"m:{fid}", {**generate.message(self.w.tenant, user, number, fid, index), "_user": user.index}
+                return f"m:{fid}", {
+                    **generate.message(self.w.tenant, user, number, fid, index),
+                    "_user": user.index,
+                }
         raise not_found_mail()
 
-    def message_json(self, req: Req, mid: str, state: dict[str, Any]) -> dict[str, Any]:
-        kind, content = generate.body_of(state)
+    def message_json(
+        self, req: Req, mid: str, state: dict[str, Any], select: list[str] | None = None
+    ) -> dict[str, Any]:
+        wanted = {s.lower() for s in select or ()}
+        if select and not wanted & {"body", "bodypreview"}:
+            kind, content = "text", ""  # not asked for: skip generating the body
+        else:
+            kind, content = generate.body_of(state)
         if req.prefer("outlook.body-content-type") == "text" and kind == "html":
             kind, content = "text", _strip_html(content)
         preview = _strip_html(content)[:255] if kind == "html" else content[:255]
         ck = state["changeKey"]
         return {
-            "@odata.type": "#microsoft.graph.message", "@odata.etag": f'W/"{ck}"', "id": mid,
-            "createdDateTime": iso(state["createdDateTime"]), "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
-            "changeKey": ck, "categories": state.get("categories", []),
-            "receivedDateTime": iso(state["receivedDateTime"]), "sentDateTime": iso(state["sentDateTime"]),
-            "hasAttachments": bool(state.get("attachments")), "internetMessageId": state.get("internetMessageId"),
-            "subject": state.get("subject", ""), "bodyPreview": preview.replace("\r\n", " "),
-            "importance": state.get("importance", "normal"), "parentFolderId": state["parentFolderId"],
-            "conversationId": state.get("conversationId"), "isDeliveryReceiptRequested": False,
-            "isReadReceiptRequested": False, "isRead": bool(state.get("isRead")), "isDraft": bool(state.get("isDraft")),
+            "@odata.type": "#microsoft.graph.message",
+            "@odata.etag": f'W/"{ck}"',
+            "id": mid,
+            "createdDateTime": iso(state["createdDateTime"]),
+            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
+            "changeKey": ck,
+            "categories": state.get("categories", []),
+            "receivedDateTime": iso(state["receivedDateTime"]),
+            "sentDateTime": iso(state["sentDateTime"]),
+            "hasAttachments": bool(state.get("attachments")),
+            "internetMessageId": state.get("internetMessageId"),
+            "subject": state.get("subject", ""),
+            "bodyPreview": preview.replace("\r\n", " "),
+            "importance": state.get("importance", "normal"),
+            "parentFolderId": state["parentFolderId"],
+            "conversationId": state.get("conversationId"),
+            "isDeliveryReceiptRequested": False,
+            "isReadReceiptRequested": False,
+            "isRead": bool(state.get("isRead")),
+            "isDraft": bool(state.get("isDraft")),
             "webLink": f"https://outlook.office365.com/owa/?ItemID={mid}&exvsurl=1&viewmodel=ReadMessageItem",
             "inferenceClassification": state.get("inferenceClassification", "focused"),
             "body": {"contentType": kind, "content": content},
-            "sender": _addr_out(state["sender"]), "from": _addr_out(state["from"]),
+            "sender": _addr_out(state["sender"]),
+            "from": _addr_out(state["from"]),
             "toRecipients": [_addr_out(r) for r in state.get("toRecipients", [])],
             "ccRecipients": [_addr_out(r) for r in state.get("ccRecipients", [])],
             "bccRecipients": [_addr_out(r) for r in state.get("bccRecipients", [])],
@@ -144,7 +210,9 @@ class Mail:
     def mime(self, state: dict[str, Any]) -> bytes:
         if state.get("_mime"):
             return self.w.store.blob_path(state["_mime"]).read_bytes()
-        return generate.build_mime(self.w.seed, state, [self.attachment_bytes(a) for a in state.get("attachments", [])])
+        return generate.build_mime(
+            self.w.seed, state, [self.attachment_bytes(a) for a in state.get("attachments", [])]
+        )
 
     def attachment_bytes(self, att: dict[str, Any]) -> bytes:
         ref = att["_content"]
@@ -154,9 +222,15 @@ class Mail:
 
     def attachment_json(self, index: int, att: dict[str, Any], with_bytes: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "@odata.type": "#microsoft.graph.fileAttachment", "id": ids.make(self.w.seed, "AAMk", K_ATTACHMENT, index),
-            "lastModifiedDateTime": "2025-12-01T00:00:00Z", "name": att["name"], "contentType": att["contentType"],
-            "size": att["size"], "isInline": bool(att.get("isInline")), "contentId": att.get("contentId")}
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "id": ids.make(self.w.seed, "AAMk", K_ATTACHMENT, index),
+            "lastModifiedDateTime": "2025-12-01T00:00:00Z",
+            "name": att["name"],
+            "contentType": att["contentType"],
+            "size": att["size"],
+            "isInline": bool(att.get("isInline")),
+            "contentId": att.get("contentId"),
+        }
         if with_bytes:
             out["contentBytes"] = base64.b64encode(self.attachment_bytes(att)).decode()
         return out
@@ -170,11 +244,15 @@ class Mail:
     def touch(self, state: dict[str, Any]) -> dict[str, Any]:
         now = self.w.now()
         version = hashlib.sha1(f"{state['changeKey']}:{now}".encode()).hexdigest()[:8]
-        return {**state, "lastModifiedDateTime": now, "changeKey": generate.change_key(state["changeKey"], version)}
+        return {
+            **state,
+            "lastModifiedDateTime": now,
+            "changeKey": generate.change_key(state["changeKey"], version),
+        }
 
     def move(self, req: Req, user: User, mid: str, dest_key: str) -> tuple[str, dict[str, Any]]:
         coll, state = self.message(user, mid)
-        dest_id, dest_state = self.folder(user, dest_key)
+        dest_id, _dest_state = self.folder(user, dest_key)
         immutable = (req.prefer("IdType") or "").lower() == "immutableid"
         new_id = mid if immutable else self.new_message_id(user)
         new_state = self.touch({**state, "parentFolderId": dest_id})
@@ -193,14 +271,25 @@ class Mail:
             try:
                 raw = base64.b64decode(req.body.strip(), validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.",
-                                 with_inner=False) from exc
+                raise GraphError(
+                    400,
+                    "ErrorMimeContentInvalidBase64String",
+                    "Invalid base64 string for MIME content.",
+                    with_inner=False,
+                ) from exc
             state = self._from_mime(raw, now)
         else:
             state = self._from_json(req.json_object(), now)
         mid = self.new_message_id(user)
-        state.update({"parentFolderId": fid, "_user": user.index, "createdDateTime": now,
-                      "lastModifiedDateTime": now, "changeKey": generate.change_key(mid, now)})
+        state.update(
+            {
+                "parentFolderId": fid,
+                "_user": user.index,
+                "createdDateTime": now,
+                "lastModifiedDateTime": now,
+                "changeKey": generate.change_key(mid, now),
+            }
+        )
         self.write_message(user, f"m:{fid}", mid, state)
         return mid, state
 
@@ -210,7 +299,9 @@ class Mail:
             raise GraphError(400, "ErrorMimeContentInvalid", "The MIME content is not a valid message.")
 
         def addrs(header: str) -> list[dict[str, str]]:
-            return [{"name": n, "address": a} for n, a in getaddresses([str(v) for v in msg.get_all(header, [])])]
+            return [
+                {"name": n, "address": a} for n, a in getaddresses([str(v) for v in msg.get_all(header, [])])
+            ]
 
         try:
             sent = parsedate_to_datetime(str(msg["Date"])).timestamp() if msg["Date"] else now
@@ -219,58 +310,110 @@ class Mail:
         body_part = msg.get_body(preferencelist=("html", "plain"))
         body = {"contentType": "text", "content": ""}
         if body_part is not None:
-            body = {"contentType": "html" if body_part.get_content_type() == "text/html" else "text",
-                    "content": str(body_part.get_content())}
+            body = {
+                "contentType": "html" if body_part.get_content_type() == "text/html" else "text",
+                "content": str(body_part.get_content()),
+            }
         attachments = []
         for part in msg.iter_attachments():
-            data = part.get_payload(decode=True) or b""
-            attachments.append({"name": part.get_filename() or "attachment", "contentType": part.get_content_type(),
-                                "size": len(data), "isInline": part.get_content_disposition() == "inline",
-                                "contentId": part.get("Content-ID"), "_content": {"blob": self.w.store.put_blob(data)}})
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            attachments.append(
+                {
+                    "name": part.get_filename() or "attachment",
+                    "contentType": part.get_content_type(),
+                    "size": len(data),
+                    "isInline": part.get_content_disposition() == "inline",
+                    "contentId": part.get("Content-ID"),
+                    "_content": {"blob": self.w.store.put_blob(data)},
+                }
+            )
         frm = addrs("From") or [{"name": "", "address": ""}]
-        return {"subject": str(msg["Subject"] or ""), "from": frm[0], "sender": (addrs("Sender") or frm)[0],
-                "toRecipients": addrs("To"), "ccRecipients": addrs("Cc"), "bccRecipients": addrs("Bcc"),
-                "replyTo": addrs("Reply-To"), "receivedDateTime": sent, "sentDateTime": sent, "isRead": True,
-                "isDraft": True, "importance": str(msg.get("Importance", "normal")).lower(), "categories": [],
-                "flag": {"flagStatus": "notFlagged"}, "body": body,
-                "internetMessageId": str(msg["Message-ID"] or "") or None, "conversationId": None,
-                "attachments": attachments, "_mime": self.w.store.put_blob(raw)}
+        return {
+            "subject": str(msg["Subject"] or ""),
+            "from": frm[0],
+            "sender": (addrs("Sender") or frm)[0],
+            "toRecipients": addrs("To"),
+            "ccRecipients": addrs("Cc"),
+            "bccRecipients": addrs("Bcc"),
+            "replyTo": addrs("Reply-To"),
+            "receivedDateTime": sent,
+            "sentDateTime": sent,
+            "isRead": True,
+            "isDraft": True,
+            "importance": str(msg.get("Importance", "normal")).lower(),
+            "categories": [],
+            "flag": {"flagStatus": "notFlagged"},
+            "body": body,
+            "internetMessageId": str(msg["Message-ID"] or "") or None,
+            "conversationId": None,
+            "attachments": attachments,
+            "_mime": self.w.store.put_blob(raw),
+        }
 
     def _from_json(self, data: dict[str, Any], now: float) -> dict[str, Any]:
-        props = {p.get("id", "").lower().replace(" ", ""): p.get("value")
-                 for p in data.get("singleValueExtendedProperties", []) if isinstance(p, dict)}
+        props = {
+            p.get("id", "").lower().replace(" ", ""): p.get("value")
+            for p in data.get("singleValueExtendedProperties", [])
+            if isinstance(p, dict)
+        }
         is_draft = True
         if "integer0x0e07" in props:
             try:
                 is_draft = bool(int(str(props["integer0x0e07"])) & 0x8)
             except ValueError as exc:
-                raise GraphError(400, "ErrorInvalidProperty", "PidTagMessageFlags must be an integer.") from exc
+                raise GraphError(
+                    400, "ErrorInvalidProperty", "PidTagMessageFlags must be an integer."
+                ) from exc
         sent = parse_iso(str(props["systemtime0x0039"])) if "systemtime0x0039" in props else now
         received = parse_iso(str(props["systemtime0x0e06"])) if "systemtime0x0e06" in props else now
         frm = _addr_in(data.get("from") or {})
         body = data.get("body") or {"contentType": "text", "content": ""}
-        return {"subject": str(data.get("subject") or ""), "from": frm, "sender": _addr_in(data.get("sender") or frm),
-                **{k: [_addr_in(r) for r in data.get(k, [])] for k in
-                   ("toRecipients", "ccRecipients", "bccRecipients", "replyTo")},
-                "receivedDateTime": received, "sentDateTime": sent, "isRead": bool(data.get("isRead", False)),
-                "isDraft": is_draft, "importance": data.get("importance", "normal"),
-                "categories": list(data.get("categories", [])), "flag": data.get("flag") or {"flagStatus": "notFlagged"},
-                "body": {"contentType": str(body.get("contentType", "text")).lower(), "content": body.get("content", "")},
-                "internetMessageId": data.get("internetMessageId") or f"<{hashlib.sha1(str(now).encode()).hexdigest()[:20]}"
-                                                                       f"@{self.w.tenant.domain}>",
-                "conversationId": None, "attachments": []}
+        return {
+            "subject": str(data.get("subject") or ""),
+            "from": frm,
+            "sender": _addr_in(data.get("sender") or frm),
+            **{
+                k: [_addr_in(r) for r in data.get(k, [])]
+                for k in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo")
+            },
+            "receivedDateTime": received,
+            "sentDateTime": sent,
+            "isRead": bool(data.get("isRead", False)),
+            "isDraft": is_draft,
+            "importance": data.get("importance", "normal"),
+            "categories": list(data.get("categories", [])),
+            "flag": data.get("flag") or {"flagStatus": "notFlagged"},
+            "body": {
+                "contentType": str(body.get("contentType", "text")).lower(),
+                "content": body.get("content", ""),
+            },
+            "internetMessageId": data.get("internetMessageId")
+            or f"<{hashlib.sha1(str(now).encode()).hexdigest()[:20]}@{self.w.tenant.domain}>",
+            "conversationId": None,
+            "attachments": [],
+        }
 
     def _commit_attachment(self, req: Req, target: dict[str, Any], data: bytes) -> Resp:
         user = self.w.mailbox_user(target["user"])
         coll, state = self.message(user, target["message"])
-        att = {"name": target["name"], "contentType": target.get("contentType") or "application/octet-stream",
-               "size": len(data), "isInline": bool(target.get("isInline")), "contentId": target.get("contentId"),
-               "_content": {"blob": self.w.store.put_blob(data)}}
+        att = {
+            "name": target["name"],
+            "contentType": target.get("contentType") or "application/octet-stream",
+            "size": len(data),
+            "isInline": bool(target.get("isInline")),
+            "contentId": target.get("contentId"),
+            "_content": {"blob": self.w.store.put_blob(data)},
+        }
         state = self.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
         self.write_message(user, coll, target["message"], state)
         aid = ids.make(self.w.seed, "AAMk", K_ATTACHMENT, len(state["attachments"]) - 1)
-        return Resp(201, headers={"Location": f"{req.graph_base}/users/{user.id}/messages/{target['message']}"
-                                               f"/attachments/{aid}"})
+        return Resp(
+            201,
+            headers={
+                "Location": f"{req.graph_base}/users/{user.id}/messages/{target['message']}/attachments/{aid}"
+            },
+        )
 
 
 def _strip_html(text: str) -> str:
@@ -289,12 +432,20 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def folders_page(req: Req, user: User, parent: str, path: str) -> Resp:
         all_folders = mail.folders(user)
         hidden = req.query.get("includeHiddenFolders", "").lower() == "true"
-        rows = [(i, s) for i, s in all_folders if s.get("parentFolderId") == parent and (hidden or not s.get("isHidden"))]
+        rows = [
+            (i, s)
+            for i, s in all_folders
+            if s.get("parentFolderId") == parent and (hidden or not s.get("isHidden"))
+        ]
         size, _ = w.page_size(req, 10, 1000, prefer=False)
         skip = int(req.query.get("$skip", "0") or 0)
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/mailFolders",
-                                "value": [w.pick(mail.folder_json(user, i, s, all_folders), req.select())
-                                          for i, s in rows[skip: skip + size]]}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/mailFolders",
+            "value": [
+                w.pick(mail.folder_json(user, i, s, all_folders), req.select())
+                for i, s in rows[skip : skip + size]
+            ],
+        }
         if skip + size < len(rows):
             body["@odata.nextLink"] = w.link(req, path, **{**req.query, "$skip": str(skip + size)})
         return Resp(200, body)
@@ -321,8 +472,10 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         name = data.get("displayName")
         if not isinstance(name, str) or not name.strip():
             raise GraphError(400, "ErrorInvalidRequest", "displayName is required.")
-        if any(s.get("parentFolderId") == parent and s["displayName"].lower() == name.lower()
-               for _, s in mail.folders(user)):
+        if any(
+            s.get("parentFolderId") == parent and s["displayName"].lower() == name.lower()
+            for _, s in mail.folders(user)
+        ):
             raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
         fid = ids.make(w.seed, "AQMk", K_NEW_FOLDER, user.index, w.store.counter("folder"))
         state = {"displayName": name, "parentFolderId": parent, "isHidden": bool(data.get("isHidden", False))}
@@ -356,11 +509,15 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         user = w.mailbox_user(req.params["user"])
         fid, state = mail.folder(user, req.params["folder"])
         if state.get("_num") is not None and MAIL_FOLDERS[state["_num"]].well_known:
-            raise GraphError(403, "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted.")
+            raise GraphError(
+                403, "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted."
+            )
         w.store.write(w.now(), [(f"mf:{user.index}", fid, None, None)])
         return Resp(204)
 
-    def delta_response(req: Req, view: View, link_path: str, render: Any, tomb: Any, default_size: int) -> Resp:
+    def delta_response(
+        req: Req, view: View, link_path: str, render: Any, tomb: Any, default_size: int
+    ) -> Resp:
         size, applied = w.page_size(req, default_size, 1000, prefer=True)
         payload = None
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
@@ -371,18 +528,25 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             try:
                 payload = w.delta.read_token(view, token)
             except Expired as exc:
-                raise GraphError(410, "SyncStateNotFound",
-                                 f"The sync state generation is not found; generation={exc.generation};"
-                                 f"[highest={exc.latest}].") from exc
+                raise GraphError(
+                    410,
+                    "SyncStateNotFound",
+                    f"The sync state generation is not found; generation={exc.generation};"
+                    f"[highest={exc.latest}].",
+                ) from exc
             options = payload.get("q") or options
         page = w.delta.page(view, payload, size, options)
         select = [s for s in (options.get("select") or "").split(",") if s] or None
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection({view.key.split(':')[0]})"}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#Collection({view.key.split(':')[0]})"
+        }
         if page.next_token:
             body["@odata.nextLink"] = w.link(req, link_path, **{"$skiptoken": page.next_token})
         else:
             body["@odata.deltaLink"] = w.link(req, link_path, **{"$deltatoken": page.delta_token or ""})
-        body["value"] = [w.pick(render(i, s), select) if s is not None else tomb(i) for i, s in page.items]
+        body["value"] = [
+            w.pick(render(i, s, select), select) if s is not None else tomb(i) for i, s in page.items
+        ]
         headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
         return Resp(200, body, headers)
 
@@ -390,21 +554,39 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def folder_delta(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
 
-        def render(fid: str, state: dict[str, Any]) -> dict[str, Any]:
-            return {"@odata.type": "#microsoft.graph.mailFolder", **mail.folder_json(user, fid, state, all_folders)}
+        def render(fid: str, state: dict[str, Any], _select: Any) -> dict[str, Any]:
+            return {
+                "@odata.type": "#microsoft.graph.mailFolder",
+                **mail.folder_json(user, fid, state, all_folders),
+            }
 
         all_folders = mail.folders(user)
-        return delta_response(req, mail.folder_view(user), f"/users/{user.id}/mailFolders/delta", render,
-                              lambda i: {"@odata.type": "#microsoft.graph.mailFolder", "id": i,
-                                         "@removed": {"reason": "deleted"}}, 10)
+        return delta_response(
+            req,
+            mail.folder_view(user),
+            f"/users/{user.id}/mailFolders/delta",
+            render,
+            lambda i: {
+                "@odata.type": "#microsoft.graph.mailFolder",
+                "id": i,
+                "@removed": {"reason": "deleted"},
+            },
+            10,
+        )
 
     @router.route("GET", "users/{user}/mailFolders/{folder}/messages/delta")
     def message_delta(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
         fid, fstate = mail.folder(user, req.params["folder"])
         view = mail.message_view(user, fid, fstate)
-        return delta_response(req, view, f"/users/{user.id}/mailFolders('{fid}')/messages/delta",
-                              lambda i, s: mail.message_json(req, i, s), _tombstone, 10)
+        return delta_response(
+            req,
+            view,
+            f"/users/{user.id}/mailFolders('{fid}')/messages/delta",
+            lambda i, s, sel: mail.message_json(req, i, s, sel),
+            _tombstone,
+            10,
+        )
 
     @router.route("GET", "users/{user}/mailFolders/{folder}/messages")
     def list_messages(req: Req) -> Resp:
@@ -427,14 +609,18 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         if len(items) < size:
             added = list(w.store.live_in(view.key))
             start = max(0, skip - seen)
-            items.extend(added[start: start + size - len(items)])
+            items.extend(added[start : start + size - len(items)])
             more = start + size - len(items) < len(added) or more
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/mailFolders('{fid}')"
-                                                  "/messages",
-                                "value": [w.pick(mail.message_json(req, i, s), req.select()) for i, s in items]}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/mailFolders('{fid}')/messages",
+            "value": [w.pick(mail.message_json(req, i, s, req.select()), req.select()) for i, s in items],
+        }
         if more and items:
-            body["@odata.nextLink"] = w.link(req, f"/users/{user.id}/mailFolders/{fid}/messages",
-                                             **{**req.query, "$skip": str(skip + len(items))})
+            body["@odata.nextLink"] = w.link(
+                req,
+                f"/users/{user.id}/mailFolders/{fid}/messages",
+                **{**req.query, "$skip": str(skip + len(items))},
+            )
         return Resp(200, body)
 
     @router.route("POST", "users/{user}/mailFolders/{folder}/messages")
@@ -461,7 +647,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         _, mid, _, state = one(req)
         headers = {}
         if req.prefer("outlook.body-content-type"):
-            headers["Preference-Applied"] = f'outlook.body-content-type="{req.prefer("outlook.body-content-type")}"'
+            headers["Preference-Applied"] = (
+                f'outlook.body-content-type="{req.prefer("outlook.body-content-type")}"'
+            )
         return Resp(200, w.pick(mail.message_json(req, mid, state), req.select()), headers)
 
     def get_mime(req: Req) -> Resp:
@@ -473,7 +661,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         data = req.json_object()
         bad = set(data) - PATCHABLE
         if bad:
-            raise GraphError(400, "ErrorInvalidPropertyRequest", f"Properties cannot be updated: {sorted(bad)}")
+            raise GraphError(
+                400, "ErrorInvalidPropertyRequest", f"Properties cannot be updated: {sorted(bad)}"
+            )
         update = dict(data)
         for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
             if key in update:
@@ -482,8 +672,10 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             if key in update:
                 update[key] = _addr_in(update[key])
         if "body" in update:
-            update["body"] = {"contentType": str(update["body"].get("contentType", "text")).lower(),
-                              "content": update["body"].get("content", "")}
+            update["body"] = {
+                "contentType": str(update["body"].get("contentType", "text")).lower(),
+                "content": update["body"].get("content", ""),
+            }
             state = {k: v for k, v in state.items() if k not in ("_paragraphs", "_bodyKind")}
             update["_mime"] = None
         state = mail.touch({**state, **update})
@@ -506,8 +698,13 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def list_attachments(req: Req) -> Resp:
         _, _, _, state = one(req)
         atts = [mail.attachment_json(i, a, True) for i, a in enumerate(state.get("attachments", []))]
-        return Resp(200, {"@odata.context": f"{req.graph_base}/$metadata#Collection(attachment)",
-                          "value": [w.pick(a, req.select()) for a in atts]})
+        return Resp(
+            200,
+            {
+                "@odata.context": f"{req.graph_base}/$metadata#Collection(attachment)",
+                "value": [w.pick(a, req.select()) for a in atts],
+            },
+        )
 
     def attachment(req: Req) -> tuple[int, dict[str, Any]]:
         _, _, _, state = one(req)
@@ -536,9 +733,14 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             raw = base64.b64decode(str(data.get("contentBytes", "")), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise GraphError(400, "ErrorInvalidRequest", "contentBytes is not valid base64.") from exc
-        att = {"name": str(data.get("name") or "attachment"), "contentType": data.get("contentType") or
-               "application/octet-stream", "size": len(raw), "isInline": bool(data.get("isInline")),
-               "contentId": data.get("contentId"), "_content": {"blob": w.store.put_blob(raw)}}
+        att = {
+            "name": str(data.get("name") or "attachment"),
+            "contentType": data.get("contentType") or "application/octet-stream",
+            "size": len(raw),
+            "isInline": bool(data.get("isInline")),
+            "contentId": data.get("contentId"),
+            "_content": {"blob": w.store.put_blob(raw)},
+        }
         state = mail.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
         mail.write_message(user, coll, mid, state)
         return Resp(201, mail.attachment_json(len(state["attachments"]) - 1, att, False))
@@ -547,12 +749,19 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         user, mid, _, _ = one(req)
         item = req.json_object().get("AttachmentItem") or {}
         if item.get("attachmentType", "file") != "file" or not isinstance(item.get("size"), int):
-            raise GraphError(400, "ErrorInvalidRequest", "AttachmentItem with attachmentType file and size is required.")
+            raise GraphError(
+                400, "ErrorInvalidRequest", "AttachmentItem with attachmentType file and size is required."
+            )
         if item["size"] > 150 * 1024 * 1024:
             raise GraphError(400, "ErrorAttachmentSizeLimitExceeded", "Attachments are limited to 150 MB.")
-        target = {"user": user.id, "message": mid, "name": item.get("name") or "attachment",
-                  "contentType": item.get("contentType"), "isInline": item.get("isInline"),
-                  "contentId": item.get("contentId")}
+        target = {
+            "user": user.id,
+            "message": mid,
+            "name": item.get("name") or "attachment",
+            "contentType": item.get("contentType"),
+            "isInline": item.get("isInline"),
+            "contentId": item.get("contentId"),
+        }
         return Resp(201, mail.uploads.create(req, "attachment", int(item["size"]), target))
 
     for prefix in ("users/{user}/messages/{message}", "users/{user}/mailFolders/{folder}/messages/{message}"):

@@ -22,9 +22,16 @@ def _dt(ts: float) -> dict[str, str]:
     return {"dateTime": iso(ts).rstrip("Z") + ".0000000", "timeZone": "UTC"}
 
 
-def _outlook_delta(w: World, req: Req, view: View, link_path: str, render: Callable[[str, dict[str, Any]], Any],
-                   odata_type: str, options: dict[str, Any], keep: Callable[[dict[str, Any], dict[str, Any]], bool]
-                   ) -> Resp:
+def _outlook_delta(
+    w: World,
+    req: Req,
+    view: View,
+    link_path: str,
+    render: Callable[[str, dict[str, Any]], Any],
+    odata_type: str,
+    options: dict[str, Any],
+    keep: Callable[[dict[str, Any], dict[str, Any]], bool],
+) -> Resp:
     size, applied = w.page_size(req, 10, 1000, prefer=True)
     token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
     payload = None
@@ -32,8 +39,12 @@ def _outlook_delta(w: World, req: Req, view: View, link_path: str, render: Calla
         try:
             payload = w.delta.read_token(view, token)
         except Expired as exc:
-            raise GraphError(410, "SyncStateNotFound", f"The sync state generation is not found; "
-                             f"generation={exc.generation};[highest={exc.latest}].") from exc
+            raise GraphError(
+                410,
+                "SyncStateNotFound",
+                f"The sync state generation is not found; "
+                f"generation={exc.generation};[highest={exc.latest}].",
+            ) from exc
         options = payload.get("q") or options
     page = w.delta.page(view, payload, size, options)
     body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection({odata_type})"}
@@ -41,9 +52,13 @@ def _outlook_delta(w: World, req: Req, view: View, link_path: str, render: Calla
         body["@odata.nextLink"] = w.link(req, link_path, **{"$skiptoken": page.next_token})
     else:
         body["@odata.deltaLink"] = w.link(req, link_path, **{"$deltatoken": page.delta_token or ""})
-    body["value"] = [render(i, s) if s is not None else
-                     {"@odata.type": f"#microsoft.graph.{odata_type}", "id": i, "@removed": {"reason": "deleted"}}
-                     for i, s in page.items if s is None or keep(s, options)]
+    body["value"] = [
+        render(i, s)
+        if s is not None
+        else {"@odata.type": f"#microsoft.graph.{odata_type}", "id": i, "@removed": {"reason": "deleted"}}
+        for i, s in page.items
+        if s is None or keep(s, options)
+    ]
     return Resp(200, body, {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {})
 
 
@@ -52,9 +67,12 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         return ids.make(w.seed, "AAMk", K_CALENDAR, user.index, 0)
 
     def event_view(user: User) -> View:
-        return View(f"ev:{user.index}", w.tenant.spec.events if user.purpose == "user" else 0,
-                    lambda i: ids.make(w.seed, "AAMk", K_EVENT, user.index, i),
-                    lambda i: {**generate.event(w.tenant, user, i), "_user": user.index})
+        return View(
+            f"ev:{user.index}",
+            w.tenant.spec.events if user.purpose == "user" else 0,
+            lambda i: ids.make(w.seed, "AAMk", K_EVENT, user.index, i),
+            lambda i: {**generate.event(w.tenant, user, i), "_user": user.index},
+        )
 
     def event(user: User, eid: str) -> dict[str, Any]:
         found = w.store.item(eid)
@@ -69,13 +87,28 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         raise not_found_mail()
 
     def event_json(eid: str, s: dict[str, Any]) -> dict[str, Any]:
-        return {"@odata.type": "#microsoft.graph.event", "@odata.etag": f'W/"{s["changeKey"]}"', "id": eid,
-                "createdDateTime": iso(s["createdDateTime"]), "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
-                "changeKey": s["changeKey"], "subject": s["subject"], "body": s["body"], "start": _dt(s["start"]),
-                "end": _dt(s["end"]), "isAllDay": s["isAllDay"], "location": s["location"], "organizer": s["organizer"],
-                "attendees": s["attendees"], "showAs": s["showAs"], "importance": s["importance"],
-                "sensitivity": s["sensitivity"], "type": s["type"], "isCancelled": False,
-                "calendar@odata.associationLink": None}
+        return {
+            "@odata.type": "#microsoft.graph.event",
+            "@odata.etag": f'W/"{s["changeKey"]}"',
+            "id": eid,
+            "createdDateTime": iso(s["createdDateTime"]),
+            "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
+            "changeKey": s["changeKey"],
+            "subject": s["subject"],
+            "body": s["body"],
+            "start": _dt(s["start"]),
+            "end": _dt(s["end"]),
+            "isAllDay": s["isAllDay"],
+            "location": s["location"],
+            "organizer": s["organizer"],
+            "attendees": s["attendees"],
+            "showAs": s["showAs"],
+            "importance": s["importance"],
+            "sensitivity": s["sensitivity"],
+            "type": s["type"],
+            "isCancelled": False,
+            "calendar@odata.associationLink": None,
+        }
 
     def events_all(user: User) -> list[tuple[str, dict[str, Any]]]:
         view = event_view(user)
@@ -89,8 +122,14 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         return Resp(200, {"value": [calendar_json(user)]})
 
     def calendar_json(user: User) -> dict[str, Any]:
-        return {"id": calendar_id(user), "name": "Calendar", "color": "auto", "isDefaultCalendar": True,
-                "canEdit": True, "owner": {"name": user.display_name, "address": user.mail}}
+        return {
+            "id": calendar_id(user),
+            "name": "Calendar",
+            "color": "auto",
+            "isDefaultCalendar": True,
+            "canEdit": True,
+            "owner": {"name": user.display_name, "address": user.mail},
+        }
 
     @router.route("GET", "users/{user}/calendar")
     def default_calendar(req: Req) -> Resp:
@@ -100,7 +139,9 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         rows = events_all(user)
         size, _ = w.page_size(req, 10, 1000, prefer=True)
         skip = int(req.query.get("$skip", "0") or 0)
-        body: dict[str, Any] = {"value": [w.pick(event_json(i, s), req.select()) for i, s in rows[skip: skip + size]]}
+        body: dict[str, Any] = {
+            "value": [w.pick(event_json(i, s), req.select()) for i, s in rows[skip : skip + size]]
+        }
         if skip + size < len(rows):
             body["@odata.nextLink"] = w.link(req, req.path, **{**req.query, "$skip": str(skip + size)})
         return Resp(200, body)
@@ -122,7 +163,9 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
     @router.route("GET", "users/{user}/events/{event}")
     def get_event(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
-        return Resp(200, w.pick(event_json(req.params["event"], event(user, req.params["event"])), req.select()))
+        return Resp(
+            200, w.pick(event_json(req.params["event"], event(user, req.params["event"])), req.select())
+        )
 
     def create_event(req: Req, user: User) -> Resp:
         data = req.json_object()
@@ -133,14 +176,24 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
             raise GraphError(400, "ErrorInvalidRequest", "start and end with dateTime are required.") from exc
         now = w.now()
         eid = ids.make(w.seed, "AAMk", K_NEW_EVENT, user.index, w.store.counter("event"))
-        state = {"subject": str(data.get("subject", "")), "body": data.get("body") or {"contentType": "text", "content": ""},
-                 "start": start, "end": end, "isAllDay": bool(data.get("isAllDay")),
-                 "location": data.get("location") or {"displayName": ""},
-                 "organizer": {"emailAddress": {"name": user.display_name, "address": user.mail}},
-                 "attendees": data.get("attendees") or [], "createdDateTime": now, "lastModifiedDateTime": now,
-                 "changeKey": generate.change_key(eid, now), "showAs": data.get("showAs", "busy"),
-                 "importance": data.get("importance", "normal"), "sensitivity": data.get("sensitivity", "normal"),
-                 "type": "singleInstance", "_user": user.index}
+        state = {
+            "subject": str(data.get("subject", "")),
+            "body": data.get("body") or {"contentType": "text", "content": ""},
+            "start": start,
+            "end": end,
+            "isAllDay": bool(data.get("isAllDay")),
+            "location": data.get("location") or {"displayName": ""},
+            "organizer": {"emailAddress": {"name": user.display_name, "address": user.mail}},
+            "attendees": data.get("attendees") or [],
+            "createdDateTime": now,
+            "lastModifiedDateTime": now,
+            "changeKey": generate.change_key(eid, now),
+            "showAs": data.get("showAs", "busy"),
+            "importance": data.get("importance", "normal"),
+            "sensitivity": data.get("sensitivity", "normal"),
+            "type": "singleInstance",
+            "_user": user.index,
+        }
         w.store.write(now, [(f"ev:{user.index}", eid, state, None)])
         return Resp(201, event_json(eid, state))
 
@@ -167,11 +220,24 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         options: dict[str, Any] = {}
         if not (req.query.get("$deltatoken") or req.query.get("$skiptoken")):
             try:
-                options = {"from": parse_iso(req.query["startDateTime"]), "to": parse_iso(req.query["endDateTime"])}
+                options = {
+                    "from": parse_iso(req.query["startDateTime"]),
+                    "to": parse_iso(req.query["endDateTime"]),
+                }
             except (KeyError, ValueError) as exc:
-                raise GraphError(400, "ErrorInvalidParameter", "startDateTime and endDateTime are required.") from exc
-        return _outlook_delta(w, req, event_view(user), f"/users/{user.id}/calendarView/delta", event_json, "event",
-                              options, lambda s, o: s["end"] >= o["from"] and s["start"] <= o["to"])
+                raise GraphError(
+                    400, "ErrorInvalidParameter", "startDateTime and endDateTime are required."
+                ) from exc
+        return _outlook_delta(
+            w,
+            req,
+            event_view(user),
+            f"/users/{user.id}/calendarView/delta",
+            event_json,
+            "event",
+            options,
+            lambda s, o: s["end"] >= o["from"] and s["start"] <= o["to"],
+        )
 
     # ------------------------------------------------------------------ contacts
     def contact_folder_id(user: User, n: int) -> str:
@@ -181,26 +247,58 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         parsed = ids.parse(w.seed, "AAMk", key)
         if key.lower() == "contacts":
             return 0
-        if parsed and parsed[0] == K_CONTACT_FOLDER and parsed[1][0] == user.index and parsed[1][1] < len(CONTACT_FOLDERS):
+        if (
+            parsed
+            and parsed[0] == K_CONTACT_FOLDER
+            and parsed[1][0] == user.index
+            and parsed[1][1] < len(CONTACT_FOLDERS)
+        ):
             return parsed[1][1]
         raise not_found_mail()
 
     def contact_view(user: User, n: int) -> View:
         count = w.tenant.spec.contacts // (1 + n) if user.purpose == "user" else 0
-        return View(f"c:{user.index}:{n}", count, lambda i: ids.make(w.seed, "AAMk", K_CONTACT, user.index, n, i),
-                    lambda i: {**generate.contact(w.tenant, user, i + 1000 * n), "_user": user.index,
-                               "parentFolderId": contact_folder_id(user, n)})
+        return View(
+            f"c:{user.index}:{n}",
+            count,
+            lambda i: ids.make(w.seed, "AAMk", K_CONTACT, user.index, n, i),
+            lambda i: {
+                **generate.contact(w.tenant, user, i + 1000 * n),
+                "_user": user.index,
+                "parentFolderId": contact_folder_id(user, n),
+            },
+        )
 
     def contact_json(cid: str, s: dict[str, Any]) -> dict[str, Any]:
-        return {"@odata.type": "#microsoft.graph.contact", "@odata.etag": f'W/"{s["changeKey"]}"', "id": cid,
-                "createdDateTime": iso(s["createdDateTime"]), "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
-                "changeKey": s["changeKey"], "parentFolderId": s["parentFolderId"],
-                **{k: s.get(k) for k in ("givenName", "surname", "displayName", "emailAddresses", "businessPhones",
-                                         "companyName", "jobTitle")}}
+        return {
+            "@odata.type": "#microsoft.graph.contact",
+            "@odata.etag": f'W/"{s["changeKey"]}"',
+            "id": cid,
+            "createdDateTime": iso(s["createdDateTime"]),
+            "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
+            "changeKey": s["changeKey"],
+            "parentFolderId": s["parentFolderId"],
+            **{
+                k: s.get(k)
+                for k in (
+                    "givenName",
+                    "surname",
+                    "displayName",
+                    "emailAddresses",
+                    "businessPhones",
+                    "companyName",
+                    "jobTitle",
+                )
+            },
+        }
 
     def folder_json(user: User, n: int) -> dict[str, Any]:
-        return {"@odata.type": "#microsoft.graph.contactFolder", "id": contact_folder_id(user, n),
-                "displayName": CONTACT_FOLDERS[n], "parentFolderId": contact_folder_id(user, 0) if n else None}
+        return {
+            "@odata.type": "#microsoft.graph.contactFolder",
+            "id": contact_folder_id(user, n),
+            "displayName": CONTACT_FOLDERS[n],
+            "parentFolderId": contact_folder_id(user, 0) if n else None,
+        }
 
     @router.route("GET", "users/{user}/contactFolders")
     def contact_folders(req: Req) -> Resp:
@@ -210,10 +308,22 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
     @router.route("GET", "users/{user}/contactFolders/delta")
     def contact_folder_delta(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
-        view = View(f"cf:{user.index}", len(CONTACT_FOLDERS), lambda i: contact_folder_id(user, i),
-                    lambda i: folder_json(user, i))
-        return _outlook_delta(w, req, view, f"/users/{user.id}/contactFolders/delta", lambda i, s: s,
-                              "contactFolder", {}, lambda s, o: True)
+        view = View(
+            f"cf:{user.index}",
+            len(CONTACT_FOLDERS),
+            lambda i: contact_folder_id(user, i),
+            lambda i: folder_json(user, i),
+        )
+        return _outlook_delta(
+            w,
+            req,
+            view,
+            f"/users/{user.id}/contactFolders/delta",
+            lambda i, s: s,
+            "contactFolder",
+            {},
+            lambda s, o: True,
+        )
 
     def contacts_page(req: Req, user: User, n: int) -> Resp:
         view = contact_view(user, n)
@@ -222,7 +332,9 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
         rows = [(i, s) for i, s in rows if i not in touched] + list(w.store.live_in(view.key))
         size, _ = w.page_size(req, 10, 1000, prefer=True)
         skip = int(req.query.get("$skip", "0") or 0)
-        body: dict[str, Any] = {"value": [w.pick(contact_json(i, s), req.select()) for i, s in rows[skip: skip + size]]}
+        body: dict[str, Any] = {
+            "value": [w.pick(contact_json(i, s), req.select()) for i, s in rows[skip : skip + size]]
+        }
         if skip + size < len(rows):
             body["@odata.nextLink"] = w.link(req, req.path, **{**req.query, "$skip": str(skip + size)})
         return Resp(200, body)
@@ -240,18 +352,31 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
     def contacts_delta(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
         n = contact_folder(user, req.params["folder"])
-        return _outlook_delta(w, req, contact_view(user, n),
-                              f"/users/{user.id}/contactFolders('{contact_folder_id(user, n)}')/contacts/delta",
-                              contact_json, "contact", {}, lambda s, o: True)
+        return _outlook_delta(
+            w,
+            req,
+            contact_view(user, n),
+            f"/users/{user.id}/contactFolders('{contact_folder_id(user, n)}')/contacts/delta",
+            contact_json,
+            "contact",
+            {},
+            lambda s, o: True,
+        )
 
     def create_contact(req: Req, user: User, n: int) -> Resp:
         data = req.json_object()
         now = w.now()
         cid = ids.make(w.seed, "AAMk", K_NEW_CONTACT, user.index, w.store.counter("contact"))
-        state = {**{k: data.get(k) for k in ("givenName", "surname", "displayName", "companyName", "jobTitle")},
-                 "emailAddresses": data.get("emailAddresses") or [], "businessPhones": data.get("businessPhones") or [],
-                 "createdDateTime": now, "lastModifiedDateTime": now, "changeKey": generate.change_key(cid, now),
-                 "_user": user.index, "parentFolderId": contact_folder_id(user, n)}
+        state = {
+            **{k: data.get(k) for k in ("givenName", "surname", "displayName", "companyName", "jobTitle")},
+            "emailAddresses": data.get("emailAddresses") or [],
+            "businessPhones": data.get("businessPhones") or [],
+            "createdDateTime": now,
+            "lastModifiedDateTime": now,
+            "changeKey": generate.change_key(cid, now),
+            "_user": user.index,
+            "parentFolderId": contact_folder_id(user, n),
+        }
         w.store.write(now, [(f"c:{user.index}:{n}", cid, state, None)])
         return Resp(201, contact_json(cid, state))
 
@@ -274,7 +399,12 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
                 raise not_found_mail()
             return Resp(200, contact_json(cid, found[1]))
         parsed = ids.parse(w.seed, "AAMk", cid)
-        if parsed and parsed[0] == K_CONTACT and parsed[1][0] == user.index and parsed[1][1] < len(CONTACT_FOLDERS):
+        if (
+            parsed
+            and parsed[0] == K_CONTACT
+            and parsed[1][0] == user.index
+            and parsed[1][1] < len(CONTACT_FOLDERS)
+        ):
             view = contact_view(user, parsed[1][1])
             if parsed[1][2] < view.base_count:
                 return Resp(200, contact_json(cid, view.base_state(parsed[1][2])))

@@ -20,11 +20,16 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def site_json(world: World, site: Site) -> dict[str, Any]:
-    host, coll_id, web_id = site.id.split(",")
+    host, _coll_id, _web_id = site.id.split(",")
     out: dict[str, Any] = {
-        "id": site.id, "name": site.name, "displayName": site.display_name, "webUrl": site.web_url,
-        "createdDateTime": "2024-02-01T09:00:00Z", "lastModifiedDateTime": world.now_iso(),
-        "isPersonalSite": site.is_personal, "description": "",
+        "id": site.id,
+        "name": site.name,
+        "displayName": site.display_name,
+        "webUrl": site.web_url,
+        "createdDateTime": "2024-02-01T09:00:00Z",
+        "lastModifiedDateTime": world.now_iso(),
+        "isPersonalSite": site.is_personal,
+        "description": "",
         "siteCollection": {"hostname": host, "dataLocationCode": "EUR"},
     }
     if site.is_root:
@@ -55,8 +60,12 @@ class Lists:
         return f"li:{site.index}:{lst.id}:{number}"
 
     def view(self, site: Site, lst: ListDef) -> View:
-        return View(self.coll(site, lst), self.base_count(site, lst), lambda i: self.store_id(site, lst, i + 1),
-                    lambda i: {**generate.list_item(self.w.tenant, site.index, i + 1), "_n": i + 1})
+        return View(
+            self.coll(site, lst),
+            self.base_count(site, lst),
+            lambda i: self.store_id(site, lst, i + 1),
+            lambda i: {**generate.list_item(self.w.tenant, site.index, i + 1), "_n": i + 1},
+        )
 
     def item(self, site: Site, lst: ListDef, key: str) -> tuple[str, dict[str, Any]]:
         if not key.isdigit():
@@ -78,21 +87,31 @@ class Lists:
         base = [(view.base_id(i), view.base_state(i)) for i in range(view.base_count)]
         return [(i, s) for i, s in base if i not in touched] + list(self.w.store.live_in(view.key))
 
-    def item_json(self, req: Req, site: Site, lst: ListDef, state: dict[str, Any], expand: bool) -> dict[str, Any]:
+    def item_json(
+        self, req: Req, site: Site, lst: ListDef, state: dict[str, Any], expand: bool
+    ) -> dict[str, Any]:
         n = state["_n"]
-        guid = hashlib.md5(f"{lst.id}:{n}".encode()).hexdigest()  # noqa: S324 (display id)
+        guid = hashlib.md5(f"{lst.id}:{n}".encode()).hexdigest()
         out: dict[str, Any] = {
-            "@odata.etag": f'"{guid},{state["version"]}"', "id": str(n),
-            "createdDateTime": iso(state["createdDateTime"]), "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
-            "eTag": f'"{guid},{state["version"]}"', "webUrl": f"{site.web_url}/Lists/{lst.name}/{n}_.000",
+            "@odata.etag": f'"{guid},{state["version"]}"',
+            "id": str(n),
+            "createdDateTime": iso(state["createdDateTime"]),
+            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
+            "eTag": f'"{guid},{state["version"]}"',
+            "webUrl": f"{site.web_url}/Lists/{lst.name}/{n}_.000",
             "createdBy": {"user": {"displayName": "System Account"}},
             "lastModifiedBy": {"user": {"displayName": "System Account"}},
             "parentReference": {"id": lst.id, "siteId": site.id},
             "contentType": {"id": "0x0100" + guid[:16].upper(), "name": "Item"},
         }
         if expand:
-            out["fields"] = {"@odata.etag": out["eTag"], "id": str(n), **state["fields"],
-                             "Modified": out["lastModifiedDateTime"], "Created": out["createdDateTime"]}
+            out["fields"] = {
+                "@odata.etag": out["eTag"],
+                "id": str(n),
+                **state["fields"],
+                "Modified": out["lastModifiedDateTime"],
+                "Created": out["createdDateTime"],
+            }
         return out
 
     def next_number(self, site: Site, lst: ListDef) -> int:
@@ -125,10 +144,14 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         search = req.query.get("search")
         if search and search != "*":
             sites = [s for s in sites if search.lower() in s.display_name.lower()]
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#sites",
-                                "value": [w.pick(site_json(w, s), req.select()) for s in sites[offset: offset + size]]}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#sites",
+            "value": [w.pick(site_json(w, s), req.select()) for s in sites[offset : offset + size]],
+        }
         if offset + size < len(sites):
-            body["@odata.nextLink"] = w.link(req, path, **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})})
+            body["@odata.nextLink"] = w.link(
+                req, path, **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})}
+            )
         return Resp(200, body)
 
     @router.route("GET", "sites/getAllSites")
@@ -162,20 +185,35 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
     @router.route("GET", "sites/{site}/drives")
     def site_drives(req: Req) -> Resp:
         site = w.site(req.params["site"])
-        return Resp(200, {"value": [w.pick(files.drive_json(req, d), req.select()) for d in w.tenant.site_drives(site)]})
+        return Resp(
+            200,
+            {"value": [w.pick(files.drive_json(req, d), req.select()) for d in w.tenant.site_drives(site)]},
+        )
 
     def list_json(req: Req, site: Site, lst: ListDef) -> dict[str, Any]:
-        return {"id": lst.id, "name": lst.name, "displayName": lst.display_name,
-                "createdDateTime": "2024-02-01T09:00:00Z", "lastModifiedDateTime": w.now_iso(),
-                "webUrl": f"{site.web_url}/{'Lists/' if lst.template == 'genericList' else ''}{lst.name}",
-                "list": {"template": lst.template, "hidden": False, "contentTypesEnabled": False},
-                "parentReference": {"siteId": site.id}}
+        return {
+            "id": lst.id,
+            "name": lst.name,
+            "displayName": lst.display_name,
+            "createdDateTime": "2024-02-01T09:00:00Z",
+            "lastModifiedDateTime": w.now_iso(),
+            "webUrl": f"{site.web_url}/{'Lists/' if lst.template == 'genericList' else ''}{lst.name}",
+            "list": {"template": lst.template, "hidden": False, "contentTypesEnabled": False},
+            "parentReference": {"siteId": site.id},
+        }
 
     @router.route("GET", "sites/{site}/lists")
     def site_lists(req: Req) -> Resp:
         site = w.site(req.params["site"])
-        return Resp(200, {"@odata.context": f"{req.graph_base}/$metadata#sites('{site.id}')/lists",
-                          "value": [w.pick(list_json(req, site, lst), req.select()) for lst in w.tenant.site_lists(site)]})
+        return Resp(
+            200,
+            {
+                "@odata.context": f"{req.graph_base}/$metadata#sites('{site.id}')/lists",
+                "value": [
+                    w.pick(list_json(req, site, lst), req.select()) for lst in w.tenant.site_lists(site)
+                ],
+            },
+        )
 
     @router.route("GET", "sites/{site}/lists/{list}")
     def get_list(req: Req) -> Resp:
@@ -197,12 +235,19 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
                 offset = int(w.signer.read("skip", req.query["$skiptoken"])["o"])
             except (InvalidToken, KeyError) as exc:
                 raise GraphError(400, "invalidRequest", "The skip token is invalid.") from exc
-        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#sites('{site.id}')/lists('{lst.id}')/items",
-                                "value": [lists.item_json(req, site, lst, s, expand_fields(req))
-                                          for _, s in rows[offset: offset + size]]}
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#sites('{site.id}')/lists('{lst.id}')/items",
+            "value": [
+                lists.item_json(req, site, lst, s, expand_fields(req))
+                for _, s in rows[offset : offset + size]
+            ],
+        }
         if offset + size < len(rows):
-            body["@odata.nextLink"] = w.link(req, f"/sites/{site.id}/lists/{lst.id}/items",
-                                             **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})})
+            body["@odata.nextLink"] = w.link(
+                req,
+                f"/sites/{site.id}/lists/{lst.id}/items",
+                **{**req.query, "$skiptoken": w.signer.mint("skip", {"o": offset + size})},
+            )
         return Resp(200, body)
 
     @router.route("GET", "sites/{site}/lists/{list}/items/delta")
@@ -222,17 +267,27 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
                 try:
                     payload = w.delta.read_token(view, token)
                 except Expired as exc:
-                    raise GraphError(410, "resyncRequired", "Resync required. Replace any local items with the "
-                                     "server's version (including deletes).", headers={"Location": w.link(req, link_path)},
-                                     inner_code="resyncChangesApplyDifferences") from exc
+                    raise GraphError(
+                        410,
+                        "resyncRequired",
+                        "Resync required. Replace any local items with the "
+                        "server's version (including deletes).",
+                        headers={"Location": w.link(req, link_path)},
+                        inner_code="resyncChangesApplyDifferences",
+                    ) from exc
                 options = payload.get("q") or options
             page = w.delta.page(view, payload, size, options)
         value = []
         for sid, state in page.items:
             if state is None:
-                value.append({"id": sid.rsplit(":", 1)[1], "deleted": {"state": "deleted"},
-                              "parentReference": {"id": lst.id, "siteId": site.id},
-                              "contentType": {"id": "0x0100", "name": "Item"}})
+                value.append(
+                    {
+                        "id": sid.rsplit(":", 1)[1],
+                        "deleted": {"state": "deleted"},
+                        "parentReference": {"id": lst.id, "siteId": site.id},
+                        "contentType": {"id": "0x0100", "name": "Item"},
+                    }
+                )
             else:
                 value.append(lists.item_json(req, site, lst, state, bool(options.get("expand"))))
         body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection(listItem)"}
@@ -276,8 +331,12 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         lst = lists.get(site, req.params["list"])
         sid, state = lists.item(site, lst, req.params["item"])
         fields = _fields(req.json_object())
-        state = {**state, "fields": {**state["fields"], **fields}, "lastModifiedDateTime": w.now(),
-                 "version": int(state["version"]) + 1}
+        state = {
+            **state,
+            "fields": {**state["fields"], **fields},
+            "lastModifiedDateTime": w.now(),
+            "version": int(state["version"]) + 1,
+        }
         lists.write(site, lst, sid, state)
         return Resp(200, lists.item_json(req, site, lst, state, True)["fields"])
 
@@ -287,8 +346,12 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         lst = lists.get(site, req.params["list"])
         sid, state = lists.item(site, lst, req.params["item"])
         fields = _fields(req.json_object().get("fields", {}))
-        state = {**state, "fields": {**state["fields"], **fields}, "lastModifiedDateTime": w.now(),
-                 "version": int(state["version"]) + 1}
+        state = {
+            **state,
+            "fields": {**state["fields"], **fields},
+            "lastModifiedDateTime": w.now(),
+            "version": int(state["version"]) + 1,
+        }
         lists.write(site, lst, sid, state)
         return Resp(200, lists.item_json(req, site, lst, state, True))
 

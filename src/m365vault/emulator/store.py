@@ -51,7 +51,9 @@ class Store:
         self.dir = state_dir
         self.blob_dir = state_dir / "blobs"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(state_dir / "emulator.sqlite", check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            state_dir / "emulator.sqlite", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -97,20 +99,27 @@ class Store:
                     text = None if state is None else json.dumps(state, separators=(",", ":"))
                     cur = self._db.execute(
                         "INSERT INTO journal (ts, collection, item_id, state) VALUES (?, ?, ?, ?)",
-                        (ts, collection, item_id, text))
+                        (ts, collection, item_id, text),
+                    )
                     seq = int(cur.lastrowid or 0)
-                    self._db.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)",
-                                     (collection, item_id, seq, text))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)", (collection, item_id, seq, text)
+                    )
                     if state is not None:
-                        self._db.execute("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
-                                         (item_id, collection, parent, seq, text))
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
+                            (item_id, collection, parent, seq, text),
+                        )
                     else:
                         # Only mark the item gone if it still lives in this collection (not a move).
-                        row = self._db.execute("SELECT collection FROM items WHERE item_id = ?",
-                                               (item_id,)).fetchone()
+                        row = self._db.execute(
+                            "SELECT collection FROM items WHERE item_id = ?", (item_id,)
+                        ).fetchone()
                         if row is None or row[0] == collection:
-                            self._db.execute("INSERT OR REPLACE INTO items VALUES (?, ?, NULL, ?, NULL)",
-                                             (item_id, collection, seq))
+                            self._db.execute(
+                                "INSERT OR REPLACE INTO items VALUES (?, ?, NULL, ?, NULL)",
+                                (item_id, collection, seq),
+                            )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -127,29 +136,39 @@ class Store:
         rows = self._db.execute("SELECT item_id FROM changes WHERE collection = ?", (collection,))
         return {str(r[0]) for r in rows}
 
-    def live_added(self, collection: str, upto: int, after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    def live_added(
+        self, collection: str, upto: int, after: int, limit: int
+    ) -> list[tuple[int, str, dict[str, Any]]]:
         rows = self._db.execute(
             "SELECT seq, item_id, state FROM changes WHERE collection = ? AND seq > ? AND seq <= ? "
-            "AND state IS NOT NULL ORDER BY seq LIMIT ?", (collection, after, upto, limit))
+            "AND state IS NOT NULL ORDER BY seq LIMIT ?",
+            (collection, after, upto, limit),
+        )
         return [(int(s), str(i), json.loads(t)) for s, i, t in rows]
 
-    def changed(self, collection: str, after: int, upto: int, limit: int
-                ) -> list[tuple[int, str, dict[str, Any] | None]]:
+    def changed(
+        self, collection: str, after: int, upto: int, limit: int
+    ) -> list[tuple[int, str, dict[str, Any] | None]]:
         rows = self._db.execute(
             "SELECT seq, item_id, state FROM changes WHERE collection = ? AND seq > ? AND seq <= ? "
-            "ORDER BY seq LIMIT ?", (collection, after, upto, limit))
+            "ORDER BY seq LIMIT ?",
+            (collection, after, upto, limit),
+        )
         return [(int(s), str(i), _load(t)) for s, i, t in rows]
 
     def live_in(self, collection: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        rows = self._db.execute("SELECT item_id, state FROM items WHERE collection = ? AND state IS NOT NULL "
-                                "ORDER BY seq", (collection,))
+        rows = self._db.execute(
+            "SELECT item_id, state FROM items WHERE collection = ? AND state IS NOT NULL ORDER BY seq",
+            (collection,),
+        )
         for item_id, text in rows.fetchall():
             yield str(item_id), json.loads(text)
 
     def count_live_and_touched_base(self, collection: str, base_prefix_check: Any) -> tuple[int, int]:
         live = touched_base = 0
         for item_id, text in self._db.execute(
-                "SELECT item_id, state FROM changes WHERE collection = ?", (collection,)):
+            "SELECT item_id, state FROM changes WHERE collection = ?", (collection,)
+        ):
             if text is not None:
                 live += 1
             if base_prefix_check(item_id):
@@ -157,16 +176,21 @@ class Store:
         return live, touched_base
 
     def children(self, collection: str, parent: str) -> list[tuple[str, dict[str, Any]]]:
-        rows = self._db.execute("SELECT item_id, state FROM items WHERE collection = ? AND parent = ? "
-                                "AND state IS NOT NULL ORDER BY seq", (collection, parent))
+        rows = self._db.execute(
+            "SELECT item_id, state FROM items WHERE collection = ? AND parent = ? "
+            "AND state IS NOT NULL ORDER BY seq",
+            (collection, parent),
+        )
         return [(str(i), json.loads(t)) for i, t in rows]
 
     # ------------------------------------------------------------------ delta generations
     def generation_for(self, collection: str, seq: int) -> int:
         """The generation of a deltaLink at `seq`: a new one whenever the collection moved on."""
         with self.lock:
-            row = self._db.execute("SELECT gen, seq FROM generations WHERE collection = ? ORDER BY gen DESC "
-                                   "LIMIT 1", (collection,)).fetchone()
+            row = self._db.execute(
+                "SELECT gen, seq FROM generations WHERE collection = ? ORDER BY gen DESC LIMIT 1",
+                (collection,),
+            ).fetchone()
             if row is not None and int(row[1]) == seq:
                 return int(row[0])
             gen = 1 if row is None else int(row[0]) + 1
@@ -174,7 +198,9 @@ class Store:
             return gen
 
     def latest_generation(self, collection: str) -> int:
-        row = self._db.execute("SELECT MAX(gen) FROM generations WHERE collection = ?", (collection,)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(gen) FROM generations WHERE collection = ?", (collection,)
+        ).fetchone()
         return int(row[0] or 0)
 
     def expire(self, prefix: str) -> int:
@@ -185,8 +211,9 @@ class Store:
             return seq
 
     def expired_before(self, collection: str) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM expiries WHERE ? LIKE prefix || '%'",
-                               (collection,)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(seq) FROM expiries WHERE ? LIKE prefix || '%'", (collection,)
+        ).fetchone()
         return int(row[0] or 0)
 
     # ------------------------------------------------------------------ blobs, sessions, hashes

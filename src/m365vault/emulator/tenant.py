@@ -17,12 +17,66 @@ from m365vault.emulator import ids
 
 BASE_TIME = 1767225600.0  # 2026-01-01T00:00:00Z: generated items are dated before this instant
 
-FIRST = ["Adele", "Alex", "Allan", "Diego", "Grady", "Henrietta", "Isaiah", "Johanna", "Joni", "Lee",
-         "Lidia", "Lynne", "Megan", "Miriam", "Nestor", "Patti", "Pradeep", "Irvin", "Christie", "Debra",
-         "Enrico", "Emily", "Brian", "Cameron", "Lena", "Omar", "Sofia", "Yuki", "Ravi", "Ingrid"]
-LAST = ["Vance", "Wilber", "Young", "Sanchez", "Archie", "Mueller", "Henderson", "Lauer", "Sherman",
-        "Gu", "Holloway", "Robbins", "Bowen", "Wilson", "Patel", "Fernandes", "Cline", "Nakamura",
-        "Okafor", "Lindqvist", "Moreau", "Kowalski", "Haddad", "Reyes", "Tanaka", "Berg"]
+FIRST = [
+    "Adele",
+    "Alex",
+    "Allan",
+    "Diego",
+    "Grady",
+    "Henrietta",
+    "Isaiah",
+    "Johanna",
+    "Joni",
+    "Lee",
+    "Lidia",
+    "Lynne",
+    "Megan",
+    "Miriam",
+    "Nestor",
+    "Patti",
+    "Pradeep",
+    "Irvin",
+    "Christie",
+    "Debra",
+    "Enrico",
+    "Emily",
+    "Brian",
+    "Cameron",
+    "Lena",
+    "Omar",
+    "Sofia",
+    "Yuki",
+    "Ravi",
+    "Ingrid",
+]
+LAST = [
+    "Vance",
+    "Wilber",
+    "Young",
+    "Sanchez",
+    "Archie",
+    "Mueller",
+    "Henderson",
+    "Lauer",
+    "Sherman",
+    "Gu",
+    "Holloway",
+    "Robbins",
+    "Bowen",
+    "Wilson",
+    "Patel",
+    "Fernandes",
+    "Cline",
+    "Nakamura",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Kowalski",
+    "Haddad",
+    "Reyes",
+    "Tanaka",
+    "Berg",
+]
 DEPARTMENTS = ["Finance", "Sales", "Marketing", "Engineering", "Legal", "Operations", "HR", "Research"]
 
 
@@ -39,12 +93,36 @@ class ScaleSpec:
 
 
 SCALES = {
-    "small": ScaleSpec(users=8, messages_per_mailbox=60, sites=3, files_per_drive=10, list_items=8,
-                       events=6, contacts=5, big_file_share=0.0),
-    "medium": ScaleSpec(users=40, messages_per_mailbox=250, sites=8, files_per_drive=40, list_items=60,
-                        events=40, contacts=40, big_file_share=0.01),
-    "large": ScaleSpec(users=200, messages_per_mailbox=700, sites=30, files_per_drive=36, list_items=300,
-                       events=150, contacts=120, big_file_share=0.02),
+    "small": ScaleSpec(
+        users=8,
+        messages_per_mailbox=60,
+        sites=3,
+        files_per_drive=10,
+        list_items=8,
+        events=6,
+        contacts=5,
+        big_file_share=0.0,
+    ),
+    "medium": ScaleSpec(
+        users=40,
+        messages_per_mailbox=250,
+        sites=8,
+        files_per_drive=40,
+        list_items=60,
+        events=40,
+        contacts=40,
+        big_file_share=0.01,
+    ),
+    "large": ScaleSpec(
+        users=200,
+        messages_per_mailbox=700,
+        sites=30,
+        files_per_drive=36,
+        list_items=300,
+        events=150,
+        contacts=120,
+        big_file_share=0.02,
+    ),
 }
 
 
@@ -170,6 +248,7 @@ class Tenant:
         self.sp_host = f"{self.short}.sharepoint.com"
         self._build_users()
         self._build_sites_and_drives()
+        self.mailboxes = [u for u in self.users if u.has_mailbox]
         self.user_by_id = {u.id: u for u in self.users}
         self.user_by_upn = {u.upn.lower(): u for u in self.users}
         self.group_by_id = {g.id: g for g in self.groups}
@@ -193,31 +272,62 @@ class Tenant:
             kind = i % 6
             has_mailbox = not guest and kind != 5
             has_drive = has_mailbox and kind != 4
-            upn = (f"{alias}_fabrikam.com#EXT#@{self.domain}" if guest else f"{alias}@{self.domain}")
-            self.users.append(User(
-                index=i, id=ids.guid(self.seed, "user", i), upn=upn,
-                display_name=f"{first} {last}", given_name=first, surname=last,
-                mail=(f"{alias}@fabrikam.com" if guest else (f"{alias}@{self.domain}" if has_mailbox else None)),
-                user_type="Guest" if guest else "Member", account_enabled=kind != 5 or i % 2 == 0,
-                has_mailbox=has_mailbox, has_drive=has_drive,
-                department=DEPARTMENTS[i % len(DEPARTMENTS)], job_title=rng.choice(
-                    ["Analyst", "Engineer", "Manager", "Director", "Consultant", "Assistant"]),
-                purpose="shared" if kind == 4 else "user",
-            ))
+            upn = f"{alias}_fabrikam.com#EXT#@{self.domain}" if guest else f"{alias}@{self.domain}"
+            self.users.append(
+                User(
+                    index=i,
+                    id=ids.guid(self.seed, "user", i),
+                    upn=upn,
+                    display_name=f"{first} {last}",
+                    given_name=first,
+                    surname=last,
+                    mail=(
+                        f"{alias}@fabrikam.com"
+                        if guest
+                        else (f"{alias}@{self.domain}" if has_mailbox else None)
+                    ),
+                    user_type="Guest" if guest else "Member",
+                    account_enabled=kind != 5 or i % 2 == 0,
+                    has_mailbox=has_mailbox,
+                    has_drive=has_drive,
+                    department=DEPARTMENTS[i % len(DEPARTMENTS)],
+                    job_title=rng.choice(
+                        ["Analyst", "Engineer", "Manager", "Director", "Consultant", "Assistant"]
+                    ),
+                    purpose="shared" if kind == 4 else "user",
+                )
+            )
 
     def _build_sites_and_drives(self) -> None:
         self.sites, self.drives, self.lists, self.groups = [], [], [], []
         n_groups = max(2, self.spec.sites - 1)
-        names = ["Marketing", "Finance", "Engineering", "Legal", "Sales", "Operations", "HR", "Research",
-                 "Support", "Design"]
+        names = [
+            "Marketing",
+            "Finance",
+            "Engineering",
+            "Legal",
+            "Sales",
+            "Operations",
+            "HR",
+            "Research",
+            "Support",
+            "Design",
+        ]
         # Site 0: the root site; sites 1..n_groups: group-connected team sites; then personal sites.
         self._add_site(0, "", "Communication site", is_root=True)
         for g in range(n_groups):
             title = f"{names[g % len(names)]}{'' if g < len(names) else g // len(names) + 1}"
             site_index = len(self.sites)
             self._add_site(site_index, title.lower(), title)
-            self.groups.append(Group(index=g, id=ids.guid(self.seed, "group", g), display_name=title,
-                                     mail_nickname=title.lower(), site_index=site_index))
+            self.groups.append(
+                Group(
+                    index=g,
+                    id=ids.guid(self.seed, "group", g),
+                    display_name=title,
+                    mail_nickname=title.lower(),
+                    site_index=site_index,
+                )
+            )
         for u in self.users:
             if u.has_drive:
                 self._add_personal_site(u)
@@ -227,13 +337,23 @@ class Tenant:
 
     def _add_site(self, index: int, name: str, title: str, is_root: bool = False) -> None:
         url = f"https://{self.sp_host}" + ("" if is_root else f"/sites/{name}")
-        self.sites.append(Site(index=index, id=self._site_id(self.sp_host, index), name=name or "root",
-                               display_name=title, web_url=url, is_root=is_root, is_personal=False,
-                               owner_user=None))
+        self.sites.append(
+            Site(
+                index=index,
+                id=self._site_id(self.sp_host, index),
+                name=name or "root",
+                display_name=title,
+                web_url=url,
+                is_root=is_root,
+                is_personal=False,
+                owner_user=None,
+            )
+        )
         libraries = ["Documents"] if index % 3 else ["Documents", "Archive"]
         for lib in libraries:
-            self._add_drive(lib, "documentLibrary", index, None,
-                            owner_group=None if is_root or index == 0 else index - 1)
+            self._add_drive(
+                lib, "documentLibrary", index, None, owner_group=None if is_root or index == 0 else index - 1
+            )
         list_id = ids.guid(self.seed, "list", index, "Tasks")
         self.lists.append(ListDef(index, list_id, "Tasks", "Tasks", "genericList", None))
 
@@ -241,22 +361,47 @@ class Tenant:
         index = len(self.sites)
         host = f"{self.short}-my.sharepoint.com"
         path = user.upn.replace("@", "_").replace(".", "_")
-        self.sites.append(Site(index=index, id=self._site_id(host, index), name=path,
-                               display_name=user.display_name, web_url=f"https://{host}/personal/{path}",
-                               is_root=False, is_personal=True, owner_user=user.index))
+        self.sites.append(
+            Site(
+                index=index,
+                id=self._site_id(host, index),
+                name=path,
+                display_name=user.display_name,
+                web_url=f"https://{host}/personal/{path}",
+                is_root=False,
+                is_personal=True,
+                owner_user=user.index,
+            )
+        )
         self._add_drive("OneDrive", "business", index, user.index, None)
 
-    def _add_drive(self, name: str, drive_type: str, site: int, user: int | None,
-                   owner_group: int | None) -> None:
+    def _add_drive(
+        self, name: str, drive_type: str, site: int, user: int | None, owner_group: int | None
+    ) -> None:
         number = len(self.drives)
         list_id = ids.guid(self.seed, "list", site, name)
-        drive = Drive(number=number, id=ids.make(self.seed, "b!", 0, number), name=name,
-                      drive_type=drive_type, site_index=site, owner_user=user, owner_group=owner_group,
-                      list_id=list_id)
+        drive = Drive(
+            number=number,
+            id=ids.make(self.seed, "b!", 0, number),
+            name=name,
+            drive_type=drive_type,
+            site_index=site,
+            owner_user=user,
+            owner_group=owner_group,
+            list_id=list_id,
+        )
         self.drives.append(drive)
         display = "Documents" if name == "OneDrive" else name
-        self.lists.append(ListDef(site, list_id, name if name != "Documents" else "Shared Documents",
-                                  display, "documentLibrary", number))
+        self.lists.append(
+            ListDef(
+                site,
+                list_id,
+                name if name != "Documents" else "Shared Documents",
+                display,
+                "documentLibrary",
+                number,
+            )
+        )
 
     def user(self, key: str) -> User | None:
         return self.user_by_id.get(key.lower()) or self.user_by_upn.get(key.lower())
@@ -295,17 +440,42 @@ class Tenant:
         rng = random.Random(f"{self.seed}:drive:{drive_number}")
         n_files = max(3, int(self.spec.files_per_drive * rng.uniform(0.6, 1.4)))
         entries = [DriveEntry(0, None, "root", True, 0, 1, BASE_TIME - 400 * 86400)]
-        folder_names = ["Reports", "Contracts", "Photos", "Projects", "Archive 2024", "Drafts", "Budget",
-                        "Presentations"]
+        folder_names = [
+            "Reports",
+            "Contracts",
+            "Photos",
+            "Projects",
+            "Archive 2024",
+            "Drafts",
+            "Budget",
+            "Presentations",
+        ]
         n_folders = min(len(folder_names), 2 + n_files // 12)
         folders = [0]
         for f in range(n_folders):
             parent = rng.choice(folders[: max(1, len(folders))]) if f >= 2 else 0
-            entries.append(DriveEntry(len(entries), parent, folder_names[f], True, 0, 1,
-                                      BASE_TIME - rng.uniform(200, 400) * 86400))
+            entries.append(
+                DriveEntry(
+                    len(entries),
+                    parent,
+                    folder_names[f],
+                    True,
+                    0,
+                    1,
+                    BASE_TIME - rng.uniform(200, 400) * 86400,
+                )
+            )
             folders.append(len(entries) - 1)
-        kinds = [("docx", 0.3), ("xlsx", 0.15), ("pdf", 0.2), ("pptx", 0.08), ("jpg", 0.12), ("txt", 0.07),
-                 ("zip", 0.05), ("mp4", 0.03)]
+        kinds = [
+            ("docx", 0.3),
+            ("xlsx", 0.15),
+            ("pdf", 0.2),
+            ("pptx", 0.08),
+            ("jpg", 0.12),
+            ("txt", 0.07),
+            ("zip", 0.05),
+            ("mp4", 0.03),
+        ]
         used: set[tuple[int, str]] = set()
         for i in range(n_files):
             ext = rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
@@ -319,13 +489,18 @@ class Tenant:
             else:
                 size = rng.randint(1_000_000, 8_000_000)
             parent = rng.choice(folders)
-            name = f"{rng.choice(['Q', 'Plan', 'Notes', 'Invoice', 'Minutes', 'Design', 'Offer'])} {i:03d}.{ext}"
+            name = (
+                f"{rng.choice(['Q', 'Plan', 'Notes', 'Invoice', 'Minutes', 'Design', 'Offer'])} {i:03d}.{ext}"
+            )
             if (parent, name.lower()) in used:
                 continue
             used.add((parent, name.lower()))
             versions = 1 + (rng.random() < 0.35) + (rng.random() < 0.15)
-            entries.append(DriveEntry(len(entries), parent, name, False, size, versions,
-                                      BASE_TIME - rng.uniform(1, 200) * 86400))
+            entries.append(
+                DriveEntry(
+                    len(entries), parent, name, False, size, versions, BASE_TIME - rng.uniform(1, 200) * 86400
+                )
+            )
         return tuple(entries)
 
     def first_library(self) -> int:

@@ -29,22 +29,34 @@ class Uploads:
         self.dir.mkdir(exist_ok=True)
         self.committers: dict[str, Committer] = {}
 
-    def create(self, req: Req, kind: str, size: int | None, target: dict[str, Any], defer: bool = False
-               ) -> dict[str, Any]:
+    def create(
+        self, req: Req, kind: str, size: int | None, target: dict[str, Any], defer: bool = False
+    ) -> dict[str, Any]:
         session_id = secrets.token_urlsafe(24)
         expires = self.world.now() + 3 * 86400 if kind == "drive" else self.world.now() + 86400
-        state = {"kind": kind, "size": size, "received": 0, "expires": expires, "target": target,
-                 "defer": defer, "complete": False}
+        state = {
+            "kind": kind,
+            "size": size,
+            "received": 0,
+            "expires": expires,
+            "target": target,
+            "defer": defer,
+            "complete": False,
+        }
         self.world.store.session_put(session_id, state)
         (self.dir / session_id).write_bytes(b"")
-        return {"uploadUrl": f"{req.base_url}/_upload/{session_id}", "expirationDateTime": iso(expires),
-                "nextExpectedRanges": ["0-"]}
+        return {
+            "uploadUrl": f"{req.base_url}/_upload/{session_id}",
+            "expirationDateTime": iso(expires),
+            "nextExpectedRanges": ["0-"],
+        }
 
     def _session(self, session_id: str) -> dict[str, Any]:
         state = self.world.store.session_get(session_id)
         if state is None or state["expires"] <= self.world.now():
-            raise GraphError(404, "itemNotFound", "The upload session was not found.",
-                             inner_code="uploadSessionNotFound")
+            raise GraphError(
+                404, "itemNotFound", "The upload session was not found.", inner_code="uploadSessionNotFound"
+            )
         return state
 
     def status(self, session_id: str) -> Resp:
@@ -60,35 +72,63 @@ class Uploads:
 
     def put(self, req: Req, session_id: str) -> Resp:
         if "authorization" in req.headers and req.headers["authorization"].lower().startswith("bearer"):
-            raise GraphError(401, "unauthenticated", "The upload URL is pre-authenticated; do not send "
-                             "an Authorization header.")
+            raise GraphError(
+                401,
+                "unauthenticated",
+                "The upload URL is pre-authenticated; do not send an Authorization header.",
+            )
         s = self._session(session_id)
         match = _RANGE.match(req.headers.get("content-range", ""))
         if not match:
-            raise GraphError(400, "invalidRequest", "Content-Range header is missing or malformed.",
-                             inner_code="invalidContentRangeHeader")
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "Content-Range header is missing or malformed.",
+                inner_code="invalidContentRangeHeader",
+            )
         start, end, total_text = int(match.group(1)), int(match.group(2)), match.group(3)
         total = int(total_text) if total_text != "*" else None
         if end < start or len(req.body) != end - start + 1:
-            raise GraphError(400, "invalidRequest", "The Content-Range does not match the bytes sent.",
-                             inner_code="fragmentLengthMismatch")
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "The Content-Range does not match the bytes sent.",
+                inner_code="fragmentLengthMismatch",
+            )
         if len(req.body) > MAX_FRAGMENT:
-            raise GraphError(400, "invalidRequest", "Fragment is larger than 60 MiB.",
-                             inner_code="maxFragmentLengthExceeded")
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "Fragment is larger than 60 MiB.",
+                inner_code="maxFragmentLengthExceeded",
+            )
         if s["size"] is None:
             s["size"] = total
         if total is not None and total != s["size"]:
-            raise GraphError(400, "invalidRequest", "The declared total size changed between fragments.",
-                             inner_code="fragmentLengthMismatch")
+            raise GraphError(
+                400,
+                "invalidRequest",
+                "The declared total size changed between fragments.",
+                inner_code="fragmentLengthMismatch",
+            )
         if start < s["received"]:
-            raise GraphError(416, "invalidRange", "The uploaded fragment overlaps with data that has already "
-                             "been received.", inner_code="fragmentOverlap")
+            raise GraphError(
+                416,
+                "invalidRange",
+                "The uploaded fragment overlaps with data that has already been received.",
+                inner_code="fragmentOverlap",
+            )
         if start > s["received"]:
-            raise GraphError(400, "invalidRange", f"Fragments must be uploaded in order; expected offset "
-                             f"{s['received']}.", inner_code="fragmentOutOfOrder")
+            raise GraphError(
+                400,
+                "invalidRange",
+                f"Fragments must be uploaded in order; expected offset {s['received']}.",
+                inner_code="fragmentOutOfOrder",
+            )
         if s["size"] is not None and end >= s["size"]:
-            raise GraphError(400, "invalidRange", "The fragment ends beyond the declared size.",
-                             inner_code="invalidRange")
+            raise GraphError(
+                400, "invalidRange", "The fragment ends beyond the declared size.", inner_code="invalidRange"
+            )
         with open(self.dir / session_id, "ab") as f:
             f.write(req.body)
         s["received"] = end + 1
@@ -96,7 +136,9 @@ class Uploads:
         if not done:
             self.world.store.session_put(session_id, s)
             code = 202 if s["kind"] == "drive" else 200
-            return Resp(code, {"expirationDateTime": iso(s["expires"]), "nextExpectedRanges": [f"{s['received']}-"]})
+            return Resp(
+                code, {"expirationDateTime": iso(s["expires"]), "nextExpectedRanges": [f"{s['received']}-"]}
+            )
         s["complete"] = True
         self.world.store.session_put(session_id, s)
         if s["defer"]:
@@ -107,8 +149,9 @@ class Uploads:
         """deferCommit: POST {uploadUrl} with an empty body finishes the upload."""
         s = self._session(session_id)
         if not s["complete"]:
-            raise GraphError(400, "invalidRequest", "The upload is not complete.",
-                             inner_code="uploadSessionIncomplete")
+            raise GraphError(
+                400, "invalidRequest", "The upload is not complete.", inner_code="uploadSessionIncomplete"
+            )
         return self._commit(req, session_id, s)
 
     def _commit(self, req: Req, session_id: str, s: dict[str, Any]) -> Resp:

@@ -42,11 +42,14 @@ class Config:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "latencyMs": self.latency_ms, "faultRate": self.fault_rate,
-            "throttle": {"enabled": self.throttle.enabled,
-                         "mailboxConcurrency": self.throttle.mailbox_concurrency,
-                         "mailboxRequestsPer10Min": self.throttle.mailbox_requests_per_10min,
-                         "sharePointResourceUnitsPerMinute": self.throttle.sharepoint_units_per_minute},
+            "latencyMs": self.latency_ms,
+            "faultRate": self.fault_rate,
+            "throttle": {
+                "enabled": self.throttle.enabled,
+                "mailboxConcurrency": self.throttle.mailbox_concurrency,
+                "mailboxRequestsPer10Min": self.throttle.mailbox_requests_per_10min,
+                "sharePointResourceUnitsPerMinute": self.throttle.sharepoint_units_per_minute,
+            },
             "tokenLifetimeSeconds": self.token_lifetime_seconds,
             "deltaGenerationsKept": self.delta_generations_kept,
             "downloadUrlLifetimeSeconds": self.download_url_lifetime_seconds,
@@ -54,13 +57,20 @@ class Config:
 
     def update(self, data: dict[str, Any]) -> None:
         """Validate everything first, then apply: bad input changes nothing."""
+
         def num(key: str, value: Any, kind: type, lo: float, hi: float) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
                 raise ValueError(f"{key} must be a number in [{lo}, {hi}]")
             return kind(value)
 
-        known = {"latencyMs", "faultRate", "throttle", "tokenLifetimeSeconds", "deltaGenerationsKept",
-                 "downloadUrlLifetimeSeconds"}
+        known = {
+            "latencyMs",
+            "faultRate",
+            "throttle",
+            "tokenLifetimeSeconds",
+            "deltaGenerationsKept",
+            "downloadUrlLifetimeSeconds",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
@@ -70,31 +80,43 @@ class Config:
         if "faultRate" in data:
             new.fault_rate = num("faultRate", data["faultRate"], float, 0, 1)
         if "tokenLifetimeSeconds" in data:
-            new.token_lifetime_seconds = num("tokenLifetimeSeconds", data["tokenLifetimeSeconds"], int, 1, 86_400)
+            new.token_lifetime_seconds = num(
+                "tokenLifetimeSeconds", data["tokenLifetimeSeconds"], int, 1, 86_400
+            )
         if "deltaGenerationsKept" in data:
-            new.delta_generations_kept = num("deltaGenerationsKept", data["deltaGenerationsKept"], int, 1, 1000)
+            new.delta_generations_kept = num(
+                "deltaGenerationsKept", data["deltaGenerationsKept"], int, 1, 1000
+            )
         if "downloadUrlLifetimeSeconds" in data:
-            new.download_url_lifetime_seconds = num("downloadUrlLifetimeSeconds",
-                                                    data["downloadUrlLifetimeSeconds"], int, 1, 86_400)
+            new.download_url_lifetime_seconds = num(
+                "downloadUrlLifetimeSeconds", data["downloadUrlLifetimeSeconds"], int, 1, 86_400
+            )
         if "throttle" in data:
-            t = data["throttle"]
-            if not isinstance(t, dict) or set(t) - {"enabled", "mailboxConcurrency", "mailboxRequestsPer10Min",
-                                                    "sharePointResourceUnitsPerMinute"}:
-                raise ValueError("throttle must be an object with enabled, mailboxConcurrency, "
-                                 "mailboxRequestsPer10Min, sharePointResourceUnitsPerMinute")
-            if "enabled" in t:
-                if not isinstance(t["enabled"], bool):
-                    raise ValueError("throttle.enabled must be a boolean")
-                new.throttle.enabled = t["enabled"]
-            if "mailboxConcurrency" in t:
-                new.throttle.mailbox_concurrency = num("mailboxConcurrency", t["mailboxConcurrency"], int, 1, 1000)
-            if "mailboxRequestsPer10Min" in t:
-                new.throttle.mailbox_requests_per_10min = num(
-                    "mailboxRequestsPer10Min", t["mailboxRequestsPer10Min"], int, 1, 10_000_000)
-            if "sharePointResourceUnitsPerMinute" in t:
-                new.throttle.sharepoint_units_per_minute = num(
-                    "sharePointResourceUnitsPerMinute", t["sharePointResourceUnitsPerMinute"], int, 1, 10_000_000)
+            new.throttle = _throttle(new.throttle, data["throttle"], num)
         self.__dict__.update(new.__dict__)
+
+
+def _throttle(current: Throttle, t: Any, num: Any) -> Throttle:
+    """The throttle settings with `t` applied (validated)."""
+    keys = {"enabled", "mailboxConcurrency", "mailboxRequestsPer10Min", "sharePointResourceUnitsPerMinute"}
+    if not isinstance(t, dict) or set(t) - keys:
+        raise ValueError(f"throttle must be an object with {sorted(keys)}")
+    new = Throttle(**current.__dict__)
+    if "enabled" in t:
+        if not isinstance(t["enabled"], bool):
+            raise ValueError("throttle.enabled must be a boolean")
+        new.enabled = t["enabled"]
+    if "mailboxConcurrency" in t:
+        new.mailbox_concurrency = num("mailboxConcurrency", t["mailboxConcurrency"], int, 1, 1000)
+    if "mailboxRequestsPer10Min" in t:
+        new.mailbox_requests_per_10min = num(
+            "mailboxRequestsPer10Min", t["mailboxRequestsPer10Min"], int, 1, 10**7
+        )
+    if "sharePointResourceUnitsPerMinute" in t:
+        new.sharepoint_units_per_minute = num(
+            "sharePointResourceUnitsPerMinute", t["sharePointResourceUnitsPerMinute"], int, 1, 10**7
+        )
+    return new
 
 
 @dataclass
@@ -134,8 +156,13 @@ class World:
                 data["client_secret"] = s.client_secret
                 self.store.meta_set("settings", json.dumps(data))
             return Settings(state_dir=s.state_dir, **data)
-        data = {"tenant": s.tenant, "client_id": s.client_id or ids.guid(s.seed, "app", s.tenant),
-                "client_secret": s.client_secret or secrets.token_urlsafe(30), "seed": s.seed, "scale": s.scale}
+        data = {
+            "tenant": s.tenant,
+            "client_id": s.client_id or ids.guid(s.seed, "app", s.tenant),
+            "client_secret": s.client_secret or secrets.token_urlsafe(30),
+            "seed": s.seed,
+            "scale": s.scale,
+        }
         self.store.meta_set("settings", json.dumps(data))
         self.store.meta_set("signing_key", secrets.token_hex(32))
         return Settings(state_dir=s.state_dir, **data)
@@ -153,9 +180,12 @@ class World:
     def user(self, key: str) -> User:
         user = self.tenant.user(key)
         if user is None:
-            raise GraphError(404, "Request_ResourceNotFound",
-                             f"Resource '{key}' does not exist or one of its queried reference-property "
-                             "objects are not present.")
+            raise GraphError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{key}' does not exist or one of its queried reference-property "
+                "objects are not present.",
+            )
         return user
 
     def mailbox_user(self, key: str) -> User:
@@ -163,8 +193,11 @@ class World:
         if user is None:
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{key}' is invalid.")
         if not user.has_mailbox:
-            raise GraphError(404, "MailboxNotEnabledForRESTAPI",
-                             "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
+            raise GraphError(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
         return user
 
     def site(self, key: str) -> Site:
@@ -186,12 +219,17 @@ class World:
 
     # ------------------------------------------------------------------ shaping
     @staticmethod
-    def pick(obj: dict[str, Any], select: list[str] | None, always: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    def pick(
+        obj: dict[str, Any], select: list[str] | None, always: tuple[str, ...] = ("id",)
+    ) -> dict[str, Any]:
         if not select:
             return obj
         wanted = {s.lower() for s in select} | {a.lower() for a in always}
-        return {k: v for k, v in obj.items() if k.lower() in wanted or k.startswith("@odata.")
-                or k.startswith("@removed") or k in ("deleted",)}
+        return {
+            k: v
+            for k, v in obj.items()
+            if k.lower() in wanted or k.startswith("@odata.") or k.startswith("@removed") or k in ("deleted",)
+        }
 
     @staticmethod
     def link(req: Req, path: str, **query: str) -> str:
