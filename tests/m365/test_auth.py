@@ -126,7 +126,9 @@ async def test_certificate_credential_sends_a_signed_assertion() -> None:
     )
     assert claims["iss"] == claims["sub"] == "app-1"
     header = jwt.get_unverified_header(assertion)
-    assert "x5t" in header or "x5t#S256" in header
+    assert header["alg"] == "PS256"  # SHA-256 thumbprint, not the legacy SHA-1 x5t
+    digest = base64.urlsafe_b64decode(header["x5t#S256"] + "=" * (-len(header["x5t#S256"]) % 4))
+    assert digest == cert.fingerprint(hashes.SHA256())
 
 
 def test_bad_pfx_password_is_a_clear_error() -> None:

@@ -323,3 +323,17 @@ async def test_throttle_and_flaky_failures_have_separate_budgets() -> None:
     async with client:
         assert (await client.get_json("/users/u1", scope=Scope.directory()))["id"] == "u1"
     assert len(router.requests) == 8
+
+
+async def test_exhausted_ratelimit_headers_pause_the_sharepoint_lane() -> None:
+    router = Router()
+    spent = httpx.Response(
+        200, headers={"RateLimit-Limit": "1200", "RateLimit-Remaining": "0", "RateLimit-Reset": "7"}, json={}
+    )
+    router.on("GET", r"/drives/d/items/", spent, httpx.Response(200, json={}))
+    client, _, timer = make_client(router)
+    async with client:
+        await client.get_json("/drives/d/items/1", scope=Scope.sharepoint())
+        start = timer.now
+        await client.get_json("/drives/d/items/2", scope=Scope.sharepoint())
+    assert timer.now - start == pytest.approx(7.0)

@@ -477,3 +477,72 @@ async def test_restore_writers_round_trip(emu: Emulator) -> None:
         )
         await baseline.sync(lambda **kw: list_items_delta(client, site["id"], generic["id"], **kw))
         assert baseline.items[created["id"]]["fields"]["Title"] == "Restored task (edited)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="emulator bug: it looks up x5t#S256 verbatim, but MSAL base64url-encodes thumbprints WITH '=' "
+    "padding (Entra accepts that); remove this mark once the emulator strips padding",
+)
+async def test_certificate_credentials_through_msal(emu: Emulator) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from m365vault.m365.settings import ClientCertificate
+    from tests.m365.test_auth import make_certificate
+
+    pfx, _, cert = make_certificate(b"pw")
+    emu.admin("POST", "certificates", {"pem": cert.public_bytes(serialization.Encoding.PEM).decode()})
+    credential = ClientCertificate.from_pfx(pfx, "pw")
+    info = await verify_tenant(replace(emu.settings(), credential=credential))
+    assert info.name == TENANT
+
+
+async def test_calendar_and_contacts_rounds(emu: Emulator) -> None:
+    from datetime import UTC, datetime
+
+    from m365vault.m365.delta import calendar_delta, contact_folders_delta, contacts_delta
+
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    async with connect(emu) as client:
+        user = (await mailbox_users(client))[0]
+        events = Collection()
+
+        def calendar(**kw: Any) -> AsyncIterator[DeltaPage]:
+            return calendar_delta(client, user, start=start, end=end, page_size=10, **kw)
+
+        await events.sync(calendar)
+        assert events.items
+        gone = sorted(events.items)[0]
+        await client.request("DELETE", f"/users/{user}/events/{gone}", scope=Scope.mailbox(user))
+        new = await client.send_json(
+            "POST",
+            f"/users/{user}/events",
+            {
+                "subject": "Restore drill",
+                "start": {"dateTime": "2030-01-01T10:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2030-01-01T11:00:00", "timeZone": "UTC"},
+            },
+            scope=Scope.mailbox(user),
+        )
+        await events.sync(calendar)
+        assert gone not in events.items and new["id"] in events.items
+        emu.admin("POST", "expire", {"scope": "calendar"})
+        await events.sync(calendar)
+        fresh = Collection()
+        await fresh.sync(calendar)
+        assert set(events.items) == set(fresh.items) and events.resyncs == 1
+
+        folders = Collection()
+        await folders.sync(lambda **kw: contact_folders_delta(client, user, **kw))
+        for folder_id in folders.items:
+            contacts = Collection()
+            await contacts.sync(
+                lambda folder_id=folder_id, **kw: contacts_delta(client, user, folder_id, **kw)
+            )
+            listed = {
+                c["id"]
+                async for c in items(
+                    client, f"/users/{user}/contactFolders/{folder_id}/contacts", scope=Scope.mailbox(user)
+                )
+            }
+            assert set(contacts.items) == listed

@@ -153,11 +153,9 @@ class MsalTokenSource:
         if isinstance(credential, ClientSecret):
             return credential.secret
         assert isinstance(credential, ClientCertificate)
-        return {
-            "private_key": credential.private_key_pem,
-            "thumbprint": credential.thumbprint,
-            "public_certificate": credential.certificate_pem,
-        }
+        # Without "thumbprint", MSAL (>= 1.35) derives the SHA-256 thumbprint from the certificate
+        # and signs with PS256 / x5t#S256, Entra's current recommendation (SHA-1 x5t is legacy).
+        return {"private_key": credential.private_key_pem, "public_certificate": credential.certificate_pem}
 
     def _acquire(self) -> dict[str, Any]:
         # Runs in a worker thread: building the app performs OpenID discovery over the network.

@@ -277,6 +277,7 @@ class GraphClient:
                     wait = self._transport_retry(exc, request, failures.flaky, idempotent)
                 else:
                     if response.status_code < 400:
+                        self._heed_rate_limit(response, lane)
                         yield response
                         return
                     body = _json_body(response.content)
@@ -376,6 +377,21 @@ class GraphClient:
             return 0.0
         self._log_failure(response, body, attempt, f"retrying in {wait:.1f}s")
         return wait
+
+    def _heed_rate_limit(self, response: httpx.Response, lane: Lane) -> None:
+        """SharePoint announces an exhausted budget (RateLimit-Remaining: 0) before it throttles:
+        wait for RateLimit-Reset instead of spending requests on 429s that count against us."""
+        remaining, reset = (
+            response.headers.get("ratelimit-remaining"),
+            response.headers.get("ratelimit-reset"),
+        )
+        if remaining is None or reset is None:
+            return
+        try:
+            if float(remaining) <= 0:
+                lane.pause(min(float(reset), self.retry.max_retry_after))
+        except ValueError:
+            return
 
     def _log_failure(self, response: httpx.Response, body: Any, attempt: int, action: str) -> None:
         request = response.request
