@@ -337,3 +337,18 @@ async def test_exhausted_ratelimit_headers_pause_the_sharepoint_lane() -> None:
         start = timer.now
         await client.get_json("/drives/d/items/2", scope=Scope.sharepoint())
     assert timer.now - start == pytest.approx(7.0)
+
+
+async def test_a_write_answered_504_is_not_replayed() -> None:
+    router = Router()
+    router.on(
+        "POST", r"/messages$", graph_error(504, "GatewayTimeout"), httpx.Response(201, json={"id": "dup"})
+    )
+    client, _, _ = make_client(router)
+    async with client:
+        with pytest.raises(GraphTransient):
+            await client.send_json("POST", "/users/u1/mailFolders/f/messages", {}, scope=Scope.mailbox("u1"))
+        # A GET answered 504 is simply retried.
+        router.on("GET", r"/users/u1$", graph_error(504, "GatewayTimeout"), OK)
+        assert (await client.get_json("/users/u1", scope=Scope.directory()))["id"] == "u1"
+    assert len(router.sent("POST", r"/messages$")) == 1

@@ -59,9 +59,20 @@ async def test_discover_users_probes_mailbox_and_onedrive() -> None:
         "GET",
         r"/users\?",
         collection(
-            [user("u1", "a@contoso.com"), user("g1", "guest_x#EXT#@contoso.com"), user("u3", "c@contoso.com")]
+            [
+                user("u1", "a@contoso.com"),
+                user("g1", "guest_x#EXT#@contoso.com"),
+                user("u3", "c@contoso.com"),
+                user("p4", "blocked@contoso.com"),
+            ]
         ),
     )
+    router.on(
+        "GET",
+        r"/users/p4/mailboxSettings$",
+        graph_error(403, "ErrorAccessDenied", "Access to OData is disabled."),
+    )
+    router.on("GET", r"/users/p4/drive\?", graph_error(404, "itemNotFound"))
     router.on(
         "GET",
         r"/users/u1/mailboxSettings$",
@@ -85,6 +96,7 @@ async def test_discover_users_probes_mailbox_and_onedrive() -> None:
     assert found["u1"].has_mailbox and found["u1"].onedrive == {"id": "b!d1", "driveType": "business"}
     assert found["g1"].has_mailbox is False and found["g1"].onedrive is None
     assert found["u3"].mailbox_purpose == "shared" and found["u3"].onedrive is None
+    assert found["p4"].has_mailbox is None and "Access to OData is disabled" in found["p4"].probe_errors[0]
 
 
 async def test_sites_drives_lists_and_folders() -> None:

@@ -343,7 +343,8 @@ class GraphClient:
     ) -> float:
         """Seconds to wait before retrying this error answer, or raise its classified error."""
         status = response.status_code
-        throttled = status in THROTTLE_STATUSES
+        # A 504 may come after the service acted: replaying a non-idempotent write could duplicate it.
+        throttled = status in THROTTLE_STATUSES and (idempotent or status != 504)
         flaky = status in FLAKY_STATUSES and idempotent
         if throttled:
             failures.throttled += 1

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from m365vault.m365.client import GraphClient, segment
-from m365vault.m365.errors import GraphNotFound
+from m365vault.m365.errors import GraphForbidden, GraphNotFound
 from m365vault.m365.paging import Page, items, pages
 from m365vault.m365.throttle import Scope
 
@@ -33,10 +33,11 @@ LIST_FIELDS = "id,name,displayName,list,system,createdDateTime,lastModifiedDateT
 @dataclass(frozen=True)
 class DiscoveredUser:
     user: dict[str, Any]  # raw Graph user
-    has_mailbox: bool | None  # None: not probed
+    has_mailbox: bool | None  # None: not probed, or the probe was refused (see probe_errors)
     mailbox_settings: dict[str, Any] | None
     onedrive: dict[str, Any] | None  # the drive, or None (absent or not probed)
     onedrive_probed: bool
+    probe_errors: list[str] = field(default_factory=list)  # one user's 403s do not fail a listing
 
     @property
     def id(self) -> str:
@@ -98,16 +99,29 @@ async def discover_users(
     gate = asyncio.Semaphore(concurrency)
 
     async def probe(user: dict[str, Any]) -> DiscoveredUser:
+        uid = str(user["id"])
+        errors: list[str] = []
+        has_mailbox: bool | None = None
+        settings = drive = None
         async with gate:
-            uid = str(user["id"])
-            settings = await get_mailbox_settings(client, uid) if probe_mailbox else None
-            drive = await get_user_drive(client, uid) if probe_onedrive else None
+            if probe_mailbox:
+                try:
+                    settings = await get_mailbox_settings(client, uid)
+                    has_mailbox = settings is not None
+                except GraphForbidden as exc:  # e.g. an application access policy on this mailbox
+                    errors.append(f"mailbox: {exc.reason}")
+            if probe_onedrive:
+                try:
+                    drive = await get_user_drive(client, uid)
+                except GraphForbidden as exc:
+                    errors.append(f"onedrive: {exc.reason}")
         return DiscoveredUser(
             user=user,
-            has_mailbox=(settings is not None) if probe_mailbox else None,
+            has_mailbox=has_mailbox,
             mailbox_settings=settings,
             onedrive=drive,
             onedrive_probed=probe_onedrive,
+            probe_errors=errors,
         )
 
     async for page in list_users(client, filter=filter):
