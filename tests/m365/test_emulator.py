@@ -355,6 +355,7 @@ async def test_token_expiry_in_the_middle_of_a_delta_round(emu: Emulator) -> Non
         async with GraphClient.for_tenant(settings, tokens=provider) as client:
             box = Mailbox(user)
             await box.sync(client, page_size=4)
+        await provider.aclose()
         assert box.ids() == truth
         assert provider.fetch_count >= 2, "the token never expired during the round"
 

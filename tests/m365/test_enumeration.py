@@ -258,3 +258,18 @@ async def test_facade_listings() -> None:
         assert [s["id"] async for p in tenant.list_sites(client) for s in p.items] == ["s1"]
         assert [d["id"] for d in await tenant.list_onedrives(client, "u1")] == ["b!1"]
         assert await tenant.list_onedrives(client, "u2") == []
+
+
+async def test_verify_tenant_when_nothing_answers() -> None:
+    from tests.support.net import free_port
+
+    closed = f"https://127.0.0.1:{free_port()}"
+    settings = TenantSettings(
+        tenant="contoso.onmicrosoft.com",
+        client_id="app-1",
+        credential=ClientSecret("s3cret"),
+        graph_endpoint=closed,
+        authority_endpoint=closed,
+    )
+    with pytest.raises(GraphAuthError, match="cannot reach the token service"):
+        await tenant.verify_tenant(settings)

@@ -105,9 +105,11 @@ class GraphClient:
         rng: random.Random | None = None,
         user_agent: str = "NONISV|m365vault|m365vault/0.1",
         timeout: float = 60.0,
+        owns_tokens: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
+        self._owns_tokens = owns_tokens  # close the provider with the client (only if we made it)
         self.timer = timer or RealTimer()
         self.throttle = Throttle(limits or LimitPolicy(), self.timer)
         self.retry = retry or RetryPolicy()
@@ -140,6 +142,7 @@ class GraphClient:
         return cls(
             settings.graph_base_url,
             provider,
+            owns_tokens=tokens is None,
             transport=transport,
             verify=settings.verify,
             timer=timer,
@@ -157,7 +160,8 @@ class GraphClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self.tokens.aclose()
+        if self._owns_tokens:
+            await self.tokens.aclose()
 
     def url(self, path: str) -> str:
         """Absolute URL for a Graph path ("/users/..."); absolute URLs (next links) pass through."""
