@@ -66,6 +66,8 @@ class _RoundState:
     removed: set[str] = field(default_factory=set)
 
     def note(self, change: DeltaChange) -> None:
+        if not self.resync:
+            return  # only a resync needs the ids (for its removal diff): keep normal rounds small
         if change.removed:
             self.seen.discard(change.id)
             self.removed.add(change.id)
