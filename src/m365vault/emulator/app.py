@@ -129,6 +129,7 @@ class Emulator:
                     req.method, self.rewrite(path), req.query, req.headers, b"", req.base_url, req.request_id
                 ),
                 req.app_id or "",
+                len(req.body),
             )
         except GraphError as exc:
             return self.error(req, exc)
@@ -222,7 +223,7 @@ class Emulator:
         probe = Req(req.method, req.path, dict(req.query), req.headers, b"", req.base_url, req.request_id)
         path, _ = normalise(probe.path, probe.query)
         probe.path = self.rewrite(path)
-        ticket = self.limiter.acquire(probe, req.app_id or "")
+        ticket = self.limiter.acquire(probe, req.app_id or "", len(req.body))
         try:
             await self._latency()  # while holding the mailbox slot, as a slow server would
             resp = self.dispatch(req)
