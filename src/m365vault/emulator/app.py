@@ -328,7 +328,7 @@ class Emulator:
                 if scope not in scopes:
                     raise ValueError(f"scope must be one of {sorted(scopes)}")
                 for prefix in scopes[scope]:
-                    w.store.expire(prefix)
+                    w.store.expire(prefix, w.now())
                 return Resp(200, {"expired": scope})
             if name == "certificates" and req.method == "POST":
                 data = json.loads(req.body or b"{}")

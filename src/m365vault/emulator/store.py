@@ -208,8 +208,8 @@ class Store:
         with self.lock:
             # A journal marker moves the sequence on, so tokens minted from now on are newer than it.
             cur = self._db.execute(
-                "INSERT INTO journal (ts, collection, item_id, state) VALUES (0, ?, '', NULL)",
-                (f"_expire:{prefix}",),
+                "INSERT INTO journal (ts, collection, item_id, state) VALUES (?, ?, '', NULL)",
+                (ts, f"_expire:{prefix}"),
             )
             seq = int(cur.lastrowid or 0)
             self._db.execute("INSERT OR REPLACE INTO expiries VALUES (?, ?)", (prefix, seq))
