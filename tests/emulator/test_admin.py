@@ -198,3 +198,39 @@ def test_restart_keeps_tenant_changes_and_tokens(own: Emu) -> None:
         changes, _, _ = drain(g, old_link)
         assert [c["id"] for c in changes] == [created["id"]]
     assert own.admin("GET", "health").json()["seed"] == 11
+
+
+def test_duplicates_knob_and_fragment_rule(own: Emu) -> None:
+    own.admin("POST", "config", {"deltaDuplicates": True, "enforceUploadFragmentMultiple": True})
+    try:
+        with own.client() as g:
+            uid = next(
+                u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"]
+            )["id"]
+            page = g.get(f"/users/{uid}/mailFolders/inbox/messages/delta").json()["value"]
+            ids = [m["id"] for m in page]
+            assert len(ids) == len(set(ids)) + 1  # one item repeated, as Graph may do
+            d = g.get(f"/users/{uid}/drive").json()["id"]
+            s = g.post(f"/drives/{d}/root:/f.bin:/createUploadSession", json={}).json()
+            r = httpx.put(s["uploadUrl"], content=b"x" * 1000, headers={"Content-Range": "bytes 0-999/5000"})
+            assert r.status_code == 400
+            r = httpx.put(s["uploadUrl"], content=b"x" * 5000, headers={"Content-Range": "bytes 0-4999/5000"})
+            assert r.status_code == 201  # the last fragment may be any size
+    finally:
+        own.admin("POST", "config", {"deltaDuplicates": False, "enforceUploadFragmentMultiple": False})
+
+
+def test_mailbox_upload_budget(own: Emu) -> None:
+    own.admin("POST", "config", {"throttle": {"enabled": True, "mailboxUploadBytesPer5Min": 200_000}})
+    try:
+        with own.client() as g:
+            uid = next(
+                u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"]
+            )["id"]
+            body = {"subject": "s", "body": {"contentType": "text", "content": "x" * 90_000}}
+            codes = [
+                g.post(f"/users/{uid}/mailFolders/drafts/messages", json=body).status_code for _ in range(3)
+            ]
+            assert codes == [201, 201, 429]
+    finally:
+        own.admin("POST", "config", {"throttle": {"enabled": False, "mailboxUploadBytesPer5Min": 157286400}})

@@ -344,3 +344,18 @@ def test_list_messages_with_skip_paging(graph: httpx.Client, emu: Emu) -> None:
         assert "$skip=" in body["@odata.nextLink"]
         r = graph.get(body["@odata.nextLink"])
     assert len(seen) == len(set(seen)) == total
+
+
+def test_mailbox_wide_message_list_covers_every_folder(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 2)
+    folders, _, _ = drain(graph, f"/users/{uid}/mailFolders/delta")
+    total = sum(f["totalItemCount"] for f in folders)
+    seen: list[str] = []
+    r = graph.get(f"/users/{uid}/messages", params={"$top": "50", "$select": "parentFolderId"})
+    while True:
+        body = r.json()
+        seen.extend(m["id"] for m in body["value"])
+        if "@odata.nextLink" not in body:
+            break
+        r = graph.get(body["@odata.nextLink"])
+    assert len(seen) == len(set(seen)) == total

@@ -129,6 +129,7 @@ class Emulator:
                     req.method, self.rewrite(path), req.query, req.headers, b"", req.base_url, req.request_id
                 ),
                 req.app_id or "",
+                len(req.body),
             )
         except GraphError as exc:
             return self.error(req, exc)
@@ -222,7 +223,7 @@ class Emulator:
         probe = Req(req.method, req.path, dict(req.query), req.headers, b"", req.base_url, req.request_id)
         path, _ = normalise(probe.path, probe.query)
         probe.path = self.rewrite(path)
-        ticket = self.limiter.acquire(probe, req.app_id or "")
+        ticket = self.limiter.acquire(probe, req.app_id or "", len(req.body))
         try:
             await self._latency()  # while holding the mailbox slot, as a slow server would
             resp = self.dispatch(req)
@@ -327,7 +328,7 @@ class Emulator:
                 if scope not in scopes:
                     raise ValueError(f"scope must be one of {sorted(scopes)}")
                 for prefix in scopes[scope]:
-                    w.store.expire(prefix)
+                    w.store.expire(prefix, w.now())
                 return Resp(200, {"expired": scope})
             if name == "certificates" and req.method == "POST":
                 data = json.loads(req.body or b"{}")

@@ -46,10 +46,17 @@ class Expired(Exception):
 
 
 class DeltaEngine:
-    def __init__(self, store: Store, signer: TokenSigner, generations_kept: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        signer: TokenSigner,
+        generations_kept: Callable[[], int],
+        duplicates: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
         self.signer = signer
         self.generations_kept = generations_kept
+        self.duplicates = duplicates
 
     def read_token(self, view: View, token: str) -> dict[str, Any]:
         try:
@@ -91,9 +98,15 @@ class DeltaEngine:
                     "q": options,
                     "g": self.store.latest_generation(view.key),
                 }
-            if payload["m"] == "i":
-                return self._initial(view, payload, limit)
-            return self._since(view, payload, limit)
+            page = (
+                self._initial(view, payload, limit)
+                if payload["m"] == "i"
+                else self._since(view, payload, limit)
+            )
+        if self.duplicates() and page.items:
+            # Graph may repeat an item within a round; clients must apply last-write-wins by id.
+            page.items.append(page.items[0])
+        return page
 
     def _mint(self, payload: dict[str, Any]) -> str:
         return self.signer.mint("delta", {**payload, "a": self.store.current_seq()})

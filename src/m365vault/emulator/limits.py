@@ -48,6 +48,7 @@ class Limiter:
         self._in_flight: dict[tuple[str, str], int] = defaultdict(int)
         self._window: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._units: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+        self._uploads: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
         self._faults = random.Random(world.seed)
 
     def classify(self, req: Req) -> tuple[str, str | None]:
@@ -71,7 +72,7 @@ class Limiter:
             return 2
         return 1
 
-    def acquire(self, req: Req, app: str) -> Ticket:
+    def acquire(self, req: Req, app: str, body_size: int = 0) -> Ticket:
         """Admit the request or raise the throttling error; counts throttled requests too."""
         t = self.w.config.throttle
         ticket = Ticket()
@@ -103,6 +104,8 @@ class Limiter:
                         headers={"Retry-After": str(wait)},
                         inner_code="429",
                     )
+                if body_size and req.method in ("POST", "PATCH", "PUT"):
+                    self._upload_budget(mk, now, body_size, t.mailbox_upload_bytes_per_5min)
                 self._in_flight[mk] += 1
                 ticket.mailbox = mk
             elif kind == "sharepoint":
@@ -130,6 +133,23 @@ class Limiter:
                         "RateLimit-Reset": str(reset),
                     }
         return ticket
+
+    def _upload_budget(self, mk: tuple[str, str], now: float, size: int, limit: int) -> None:
+        """150 MB of request bodies per 5 minutes per (app, mailbox) (§6.2)."""
+        uploads = self._uploads[mk]
+        while uploads and uploads[0][0] <= now - 300:
+            uploads.popleft()
+        used = sum(n for _, n in uploads)
+        uploads.append((now, size))
+        if used + size > limit:
+            wait = max(1, math.ceil(uploads[0][0] + 300 - now))
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "The mailbox upload limit of this application was exceeded; please retry later.",
+                headers={"Retry-After": str(wait)},
+                inner_code="429",
+            )
 
     def release(self, ticket: Ticket) -> None:
         if ticket.mailbox:

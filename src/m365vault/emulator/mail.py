@@ -623,6 +623,46 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             )
         return Resp(200, body)
 
+    @router.route("GET", "users/{user}/messages")
+    def list_mailbox_messages(req: Req) -> Resp:
+        """Every message of the mailbox, folder after folder (ids first; states only for the page)."""
+        user = w.mailbox_user(req.params["user"])
+        size, _ = w.page_size(req, 10, 1000, prefer=True)
+        skip = int(req.query.get("$skip", "0") or 0)
+        page: list[tuple[str, dict[str, Any]]] = []
+        position = 0
+        more = False
+        for fid, fstate in mail.folders(user):
+            view = mail.message_view(user, fid, fstate)
+            touched = w.store.touched_in(view.key)
+            live_base = [i for i in range(view.base_count) if view.base_id(i) not in touched]
+            added = list(w.store.live_in(view.key))
+            count = len(live_base) + len(added)
+            if position + count <= skip:
+                position += count
+                continue
+            for n in range(max(0, skip - position), count):
+                if len(page) == size:
+                    more = True
+                    break
+                if n < len(live_base):
+                    page.append((view.base_id(live_base[n]), view.base_state(live_base[n])))
+                else:
+                    page.append(added[n - len(live_base)])
+            position += count
+            if more:
+                break
+        select = req.select()
+        body: dict[str, Any] = {
+            "@odata.context": f"{req.graph_base}/$metadata#users('{user.id}')/messages",
+            "value": [w.pick(mail.message_json(req, i, s, select), select) for i, s in page],
+        }
+        if more:
+            body["@odata.nextLink"] = w.link(
+                req, f"/users/{user.id}/messages", **{**req.query, "$skip": str(skip + len(page))}
+            )
+        return Resp(200, body)
+
     @router.route("POST", "users/{user}/mailFolders/{folder}/messages")
     def create_in_folder(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])

@@ -203,10 +203,15 @@ class Store:
         ).fetchone()
         return int(row[0] or 0)
 
-    def expire(self, prefix: str) -> int:
+    def expire(self, prefix: str, ts: float) -> int:
         """Force every token of collections starting with `prefix` minted up to now to expire."""
         with self.lock:
-            seq = self.current_seq() + 1
+            # A journal marker moves the sequence on, so tokens minted from now on are newer than it.
+            cur = self._db.execute(
+                "INSERT INTO journal (ts, collection, item_id, state) VALUES (?, ?, '', NULL)",
+                (ts, f"_expire:{prefix}"),
+            )
+            seq = int(cur.lastrowid or 0)
             self._db.execute("INSERT OR REPLACE INTO expiries VALUES (?, ?)", (prefix, seq))
             return seq
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from m365vault.emulator.http import Req, Resp
 from m365vault.emulator.world import World
 
 MAX_FRAGMENT = 60 * 1024 * 1024
+FRAGMENT_MULTIPLE = 320 * 1024
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 Committer = Callable[[Req, dict[str, Any], bytes], Resp]
@@ -128,6 +130,19 @@ class Uploads:
         if s["size"] is not None and end >= s["size"]:
             raise GraphError(
                 400, "invalidRange", "The fragment ends beyond the declared size.", inner_code="invalidRange"
+            )
+        last = s["size"] is not None and end + 1 == s["size"]
+        if s["kind"] == "drive" and not last and len(req.body) % FRAGMENT_MULTIPLE:
+            if self.world.config.enforce_fragment_multiple:
+                raise GraphError(
+                    400,
+                    "invalidRequest",
+                    "Fragments other than the last must be a multiple of 320 KiB (327,680 bytes).",
+                    inner_code="invalidRange",
+                )
+            print(
+                f"warning: upload fragment of {len(req.body)} bytes is not a multiple of 320 KiB",
+                file=sys.stderr,
             )
         with open(self.dir / session_id, "ab") as f:
             f.write(req.body)

@@ -22,101 +22,84 @@ from m365vault.emulator.store import Store
 from m365vault.emulator.tenant import Drive, Site, Tenant, User
 from m365vault.emulator.tokens import TokenSigner
 
+# JSON name -> (attribute, kind, low, high). Bounds keep a typo from wedging the emulator.
+_SETTINGS: dict[str, tuple[str, type, float, float]] = {
+    "latencyMs": ("latency_ms", int, 0, 60_000),
+    "faultRate": ("fault_rate", float, 0, 1),
+    "tokenLifetimeSeconds": ("token_lifetime_seconds", int, 1, 86_400),
+    "deltaGenerationsKept": ("delta_generations_kept", int, 1, 1000),
+    "downloadUrlLifetimeSeconds": ("download_url_lifetime_seconds", int, 1, 86_400),
+    "deltaDuplicates": ("delta_duplicates", bool, 0, 1),
+    "enforceUploadFragmentMultiple": ("enforce_fragment_multiple", bool, 0, 1),
+}
+_THROTTLE: dict[str, tuple[str, type, float, float]] = {
+    "enabled": ("enabled", bool, 0, 1),
+    "mailboxConcurrency": ("mailbox_concurrency", int, 1, 1000),
+    "mailboxRequestsPer10Min": ("mailbox_requests_per_10min", int, 1, 10**7),
+    "mailboxUploadBytesPer5Min": ("mailbox_upload_bytes_per_5min", int, 1, 10**12),
+    "sharePointResourceUnitsPerMinute": ("sharepoint_units_per_minute", int, 1, 10**7),
+}
+
 
 @dataclass
 class Throttle:
     enabled: bool = False
     mailbox_concurrency: int = 4
     mailbox_requests_per_10min: int = 10_000
+    mailbox_upload_bytes_per_5min: int = 150 * 1024 * 1024
     sharepoint_units_per_minute: int = 1_200
 
 
 @dataclass
 class Config:
+    """The admin knobs (POST /_emulator/config). Defaults: no latency, no faults, throttling off."""
+
     latency_ms: int = 0
     fault_rate: float = 0.0
     throttle: Throttle = field(default_factory=Throttle)
     token_lifetime_seconds: int = 3599
     delta_generations_kept: int = 5
     download_url_lifetime_seconds: int = 3600
+    delta_duplicates: bool = False
+    enforce_fragment_multiple: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "latencyMs": self.latency_ms,
-            "faultRate": self.fault_rate,
-            "throttle": {
-                "enabled": self.throttle.enabled,
-                "mailboxConcurrency": self.throttle.mailbox_concurrency,
-                "mailboxRequestsPer10Min": self.throttle.mailbox_requests_per_10min,
-                "sharePointResourceUnitsPerMinute": self.throttle.sharepoint_units_per_minute,
-            },
-            "tokenLifetimeSeconds": self.token_lifetime_seconds,
-            "deltaGenerationsKept": self.delta_generations_kept,
-            "downloadUrlLifetimeSeconds": self.download_url_lifetime_seconds,
-        }
+        out: dict[str, Any] = {name: getattr(self, attr) for name, (attr, *_) in _SETTINGS.items()}
+        out["throttle"] = {name: getattr(self.throttle, attr) for name, (attr, *_) in _THROTTLE.items()}
+        return out
 
     def update(self, data: dict[str, Any]) -> None:
         """Validate everything first, then apply: bad input changes nothing."""
-
-        def num(key: str, value: Any, kind: type, lo: float, hi: float) -> Any:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-                raise ValueError(f"{key} must be a number in [{lo}, {hi}]")
-            return kind(value)
-
-        known = {
-            "latencyMs",
-            "faultRate",
-            "throttle",
-            "tokenLifetimeSeconds",
-            "deltaGenerationsKept",
-            "downloadUrlLifetimeSeconds",
-        }
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown settings: {sorted(unknown)}")
-        new = Config(**{**self.__dict__, "throttle": Throttle(**self.throttle.__dict__)})
-        if "latencyMs" in data:
-            new.latency_ms = num("latencyMs", data["latencyMs"], int, 0, 60_000)
-        if "faultRate" in data:
-            new.fault_rate = num("faultRate", data["faultRate"], float, 0, 1)
-        if "tokenLifetimeSeconds" in data:
-            new.token_lifetime_seconds = num(
-                "tokenLifetimeSeconds", data["tokenLifetimeSeconds"], int, 1, 86_400
-            )
-        if "deltaGenerationsKept" in data:
-            new.delta_generations_kept = num(
-                "deltaGenerationsKept", data["deltaGenerationsKept"], int, 1, 1000
-            )
-        if "downloadUrlLifetimeSeconds" in data:
-            new.download_url_lifetime_seconds = num(
-                "downloadUrlLifetimeSeconds", data["downloadUrlLifetimeSeconds"], int, 1, 86_400
-            )
-        if "throttle" in data:
-            new.throttle = _throttle(new.throttle, data["throttle"], num)
-        self.__dict__.update(new.__dict__)
+        if not isinstance(data, dict):
+            raise ValueError("config must be a JSON object")
+        settings = {k: v for k, v in data.items() if k != "throttle"}
+        values = _checked(settings, _SETTINGS, "")
+        throttle = data.get("throttle", {})
+        if not isinstance(throttle, dict):
+            raise ValueError("throttle must be an object")
+        throttle_values = _checked(throttle, _THROTTLE, "throttle.")
+        for attr, value in values.items():
+            setattr(self, attr, value)
+        for attr, value in throttle_values.items():
+            setattr(self.throttle, attr, value)
 
 
-def _throttle(current: Throttle, t: Any, num: Any) -> Throttle:
-    """The throttle settings with `t` applied (validated)."""
-    keys = {"enabled", "mailboxConcurrency", "mailboxRequestsPer10Min", "sharePointResourceUnitsPerMinute"}
-    if not isinstance(t, dict) or set(t) - keys:
-        raise ValueError(f"throttle must be an object with {sorted(keys)}")
-    new = Throttle(**current.__dict__)
-    if "enabled" in t:
-        if not isinstance(t["enabled"], bool):
-            raise ValueError("throttle.enabled must be a boolean")
-        new.enabled = t["enabled"]
-    if "mailboxConcurrency" in t:
-        new.mailbox_concurrency = num("mailboxConcurrency", t["mailboxConcurrency"], int, 1, 1000)
-    if "mailboxRequestsPer10Min" in t:
-        new.mailbox_requests_per_10min = num(
-            "mailboxRequestsPer10Min", t["mailboxRequestsPer10Min"], int, 1, 10**7
-        )
-    if "sharePointResourceUnitsPerMinute" in t:
-        new.sharepoint_units_per_minute = num(
-            "sharePointResourceUnitsPerMinute", t["sharePointResourceUnitsPerMinute"], int, 1, 10**7
-        )
-    return new
+def _checked(
+    data: dict[str, Any], table: dict[str, tuple[str, type, float, float]], prefix: str
+) -> dict[str, Any]:
+    unknown = set(data) - set(table)
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(prefix + u for u in unknown)}")
+    out = {}
+    for name, value in data.items():
+        attr, kind, lo, hi = table[name]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{prefix}{name} must be true or false")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ValueError(f"{prefix}{name} must be a number in [{lo}, {hi}]")
+        out[attr] = kind(value)
+    return out
 
 
 @dataclass
@@ -144,7 +127,12 @@ class World:
         self.tenant = Tenant(self.settings.seed, self.settings.scale, self.settings.tenant)
         self.seed = self.settings.seed
         self.signer = TokenSigner(bytes.fromhex(self.store.meta_get("signing_key") or ""))
-        self.delta = DeltaEngine(self.store, self.signer, lambda: self.config.delta_generations_kept)
+        self.delta = DeltaEngine(
+            self.store,
+            self.signer,
+            lambda: self.config.delta_generations_kept,
+            lambda: self.config.delta_duplicates,
+        )
         self.certificates: dict[str, Any] = {}
 
     def _persisted(self, s: Settings) -> Settings:
