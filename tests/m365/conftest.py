@@ -29,6 +29,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "sharePointResourceUnitsPerMinute": 1_200,
     },
     "tokenLifetimeSeconds": 3599,
+    "deltaDuplicates": False,
+    "enforceUploadFragmentMultiple": False,
 }
 
 

@@ -230,6 +230,7 @@ async def test_bad_secret_is_refused_with_a_reason(emu: Emulator) -> None:
 
 
 async def test_mail_rounds_follow_user_activity_and_survive_a_resync(emu: Emulator) -> None:
+    emu.admin("POST", "config", {"deltaDuplicates": True})  # Graph replays entities; last one wins
     async with connect(emu) as client:
         users = await mailbox_users(client)
         boxes = [Mailbox(uid) for uid in users]
@@ -257,6 +258,7 @@ async def test_mail_rounds_follow_user_activity_and_survive_a_resync(emu: Emulat
 
 
 async def test_drive_rounds_downloads_and_a_resync(emu: Emulator) -> None:
+    emu.admin("POST", "config", {"deltaDuplicates": True})
     async with connect(emu) as client:
         drive_ids = await all_drive_ids(client)
         models = {d: Collection() for d in drive_ids}
@@ -361,6 +363,7 @@ async def test_token_expiry_in_the_middle_of_a_delta_round(emu: Emulator) -> Non
 
 
 async def test_restore_writers_round_trip(emu: Emulator) -> None:
+    emu.admin("POST", "config", {"enforceUploadFragmentMultiple": True})  # fragments of 320 KiB multiples
     async with connect(emu) as client:
         user = (await mailbox_users(client))[0]
         box = Mailbox(user)
