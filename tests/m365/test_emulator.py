@@ -30,6 +30,7 @@ from m365vault.m365.content import (
 from m365vault.m365.delta import DeltaPage, drive_delta, list_items_delta, mail_folders_delta, messages_delta
 from m365vault.m365.enumeration import (
     discover_users,
+    find_drive_item,
     get_user_drive,
     list_groups,
     list_lists,
@@ -443,6 +444,9 @@ async def test_restore_writers_round_trip(emu: Emulator) -> None:
             conflict="rename",
         )
         assert renamed["id"] != small["id"] and renamed["name"] != "a.txt"
+        found = await find_drive_item(client, drive["id"], f"{target['name']}/a.txt")
+        assert found is not None and found["id"] == small["id"]
+        assert await find_drive_item(client, drive["id"], f"{target['name']}/absent.txt") is None
 
         size = 7_000_000
         large = await upload_file(

@@ -295,3 +295,19 @@ async def test_restore_version_and_list_items() -> None:
         assert (await update_list_item(client, "s1", "l1", "7", {"Title": "u"}))["Title"] == "u"
     assert json_of(router.requests[1]) == {"fields": {"Title": "t"}}
     assert json_of(router.requests[2]) == {"Title": "u"}
+
+
+async def test_item_attachment_embeds_the_item() -> None:
+    from m365vault.m365.writers import add_item_attachment
+
+    router = Router()
+    router.on("POST", r"/messages/m1/attachments$", httpx.Response(201, json={"id": "a2"}))
+    client, _, _ = make_client(router)
+    async with client:
+        with pytest.raises(ValueError, match=r"odata\.type"):
+            await add_item_attachment(client, "u1", "m1", name="fwd", item={"subject": "x"})
+        await add_item_attachment(
+            client, "u1", "m1", name="fwd", item={"@odata.type": "#microsoft.graph.message", "subject": "x"}
+        )
+    body = json_of(router.requests[0])
+    assert body["@odata.type"] == "#microsoft.graph.itemAttachment" and body["item"]["subject"] == "x"

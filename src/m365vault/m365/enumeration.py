@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from m365vault.m365.client import GraphClient, segment
 from m365vault.m365.errors import GraphForbidden, GraphNotFound
@@ -192,6 +193,27 @@ def list_site_drives(client: GraphClient, site_id: str) -> AsyncIterator[dict[st
 
 async def get_drive(client: GraphClient, drive_id: str) -> dict[str, Any]:
     return await client.get_json(f"/drives/{segment(drive_id)}", scope=Scope.sharepoint())
+
+
+async def get_drive_item(client: GraphClient, drive_id: str, item_id: str) -> dict[str, Any]:
+    return await client.get_json(
+        f"/drives/{segment(drive_id)}/items/{segment(item_id)}", scope=Scope.sharepoint()
+    )
+
+
+async def find_drive_item(client: GraphClient, drive_id: str, path: str) -> dict[str, Any] | None:
+    """The item at `path` ("Folder/file.txt", relative to the drive root), or None if absent.
+
+    Restore uses it to find the original parent folder of an item by its backed-up path.
+    """
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts:
+        return await client.get_json(f"/drives/{segment(drive_id)}/root", scope=Scope.sharepoint())
+    quoted = "/".join(quote(p, safe="") for p in parts)
+    try:
+        return await client.get_json(f"/drives/{segment(drive_id)}/root:/{quoted}:", scope=Scope.sharepoint())
+    except GraphNotFound:
+        return None
 
 
 async def list_lists(

@@ -230,6 +230,24 @@ async def add_attachment(
     return {"location": response.headers.get("location"), **(_json_or_empty(response))}
 
 
+async def add_item_attachment(
+    client: GraphClient, user_id: str, message_id: str, *, name: str, item: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Attach an Outlook item (an attached e-mail, event or contact) from its Graph JSON.
+
+    `item` must carry its own "@odata.type" (e.g. "#microsoft.graph.message")."""
+    if not str(item.get("@odata.type", "")).startswith("#microsoft.graph."):
+        raise ValueError("an item attachment needs the embedded item's @odata.type")
+    body = {"@odata.type": "#microsoft.graph.itemAttachment", "name": name, "item": dict(item)}
+    return await client.send_json(
+        "POST",
+        _mailbox_path(user_id, "messages", message_id, "attachments"),
+        body,
+        scope=Scope.mailbox(user_id),
+        headers=IMMUTABLE_IDS,
+    )
+
+
 async def move_message(
     client: GraphClient, user_id: str, message_id: str, destination_id: str
 ) -> dict[str, Any]:
