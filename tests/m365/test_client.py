@@ -18,7 +18,7 @@ from m365vault.m365.errors import (
     GraphTransient,
 )
 from m365vault.m365.throttle import LimitPolicy, Scope
-from tests.m365.fakes import GRAPH, FakeTokens, Router, graph_error, make_client
+from tests.m365.fakes import GRAPH, FakeTimer, FakeTokens, Router, graph_error, make_client
 
 THROTTLED_429 = httpx.Response(
     429,
@@ -352,3 +352,29 @@ async def test_a_write_answered_504_is_not_replayed() -> None:
         router.on("GET", r"/users/u1$", graph_error(504, "GatewayTimeout"), OK)
         assert (await client.get_json("/users/u1", scope=Scope.directory()))["id"] == "u1"
     assert len(router.sent("POST", r"/messages$")) == 1
+
+
+async def test_a_token_service_outage_is_retried_then_reported_as_transient() -> None:
+    from m365vault.m365.errors import GraphAuthUnavailable
+
+    class Flaky(FakeTokens):
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+
+        async def token(self) -> str:
+            if self.failures:
+                self.failures -= 1
+                raise GraphAuthUnavailable("cannot reach the token service")
+            return await super().token()
+
+    router = Router()
+    router.on("GET", r"/users/u1$", OK)
+    for outage, ok in ((2, True), (10, False)):
+        client = GraphClient(GRAPH, Flaky(outage), transport=router.transport, timer=FakeTimer())
+        async with client:
+            if ok:
+                assert (await client.get_json("/users/u1", scope=Scope.directory()))["id"] == "u1"
+            else:
+                with pytest.raises(GraphTransient):
+                    await client.get_json("/users/u1", scope=Scope.directory())

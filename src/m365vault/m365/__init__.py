@@ -16,6 +16,7 @@ from m365vault.m365.delta import DeltaChange, DeltaPage
 from m365vault.m365.errors import (
     DeltaResyncRequired,
     GraphAuthError,
+    GraphAuthUnavailable,
     GraphConflict,
     GraphError,
     GraphForbidden,
@@ -39,6 +40,7 @@ __all__ = [
     "DeltaPage",
     "DeltaResyncRequired",
     "GraphAuthError",
+    "GraphAuthUnavailable",
     "GraphClient",
     "GraphConflict",
     "GraphError",

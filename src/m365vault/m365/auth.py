@@ -23,7 +23,7 @@ import httpx
 import msal
 from msal.exceptions import MsalServiceError
 
-from m365vault.m365.errors import GraphAuthError
+from m365vault.m365.errors import GraphAuthError, GraphAuthUnavailable
 from m365vault.m365.settings import ClientCertificate, ClientSecret, TenantSettings, tls_verification
 from m365vault.m365.timing import RealTimer, Timer
 
@@ -184,7 +184,7 @@ class MsalTokenSource:
             await asyncio.to_thread(self._forget_cached)
             result = await asyncio.to_thread(self._acquire)
         except (httpx.HTTPError, OSError) as exc:
-            raise GraphAuthError(
+            raise GraphAuthUnavailable(
                 f"cannot reach the token service at {self._settings.authority}: {exc.__class__.__name__}"
             ) from exc
         except (ValueError, KeyError) as exc:
@@ -192,8 +192,8 @@ class MsalTokenSource:
             raise GraphAuthError(
                 f"token service discovery failed for {self._settings.authority}: {exc}"
             ) from exc
-        except MsalServiceError as exc:
-            raise GraphAuthError(f"token service error: {exc}") from exc
+        except MsalServiceError as exc:  # MSAL raises it for 5xx answers of the token endpoint
+            raise GraphAuthUnavailable(f"token service error: {exc}") from exc
         if "access_token" not in result:
             error = str(result.get("error") or "unknown_error")
             description = str(result.get("error_description") or "").splitlines()

@@ -29,7 +29,14 @@ from urllib.parse import quote
 import httpx
 
 from m365vault.m365.auth import TokenProvider, msal_token_provider
-from m365vault.m365.errors import GraphError, GraphThrottled, GraphTransient, classify_response, safe_url
+from m365vault.m365.errors import (
+    GraphAuthUnavailable,
+    GraphError,
+    GraphThrottled,
+    GraphTransient,
+    classify_response,
+    safe_url,
+)
 from m365vault.m365.settings import TenantSettings, tls_verification
 from m365vault.m365.throttle import Lane, LimitPolicy, Scope, Throttle
 from m365vault.m365.timing import RealTimer, Timer
@@ -268,15 +275,23 @@ class GraphClient:
             attempt += 1
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(lane.slot(cost))
-                token = await self.tokens.token() if authenticated else None
-                request = self._build(method, url, params, headers, content, token, attempt)
+                request = None
                 try:
+                    token = await self.tokens.token() if authenticated else None
+                    request = self._build(method, url, params, headers, content, token, attempt)
                     response = await self._http.send(request, stream=True)
                     stack.push_async_callback(response.aclose)
                     if response.status_code >= 400 or read:
                         # Reading inside the loop: a connection cut mid-body is retried like a failed send.
                         await response.aread()
+                except GraphAuthUnavailable:
+                    # The token service is down for a moment: back off like any flaky failure.
+                    failures.flaky += 1
+                    if failures.flaky >= self.retry.max_flaky_attempts:
+                        raise
+                    wait = self._backoff(failures.flaky)
                 except httpx.TransportError as exc:
+                    assert request is not None
                     failures.flaky += 1
                     wait = self._transport_retry(exc, request, failures.flaky, idempotent)
                 else:

@@ -114,6 +114,11 @@ class GraphStreamInterrupted(GraphTransient):
         self.bytes_delivered = bytes_delivered
 
 
+class GraphAuthUnavailable(GraphAuthError, GraphTransient):
+    """The token service could not be reached or failed (5xx): an auth problem for the admin who
+    is adding a tenant, a transient one for a backup that has been running fine."""
+
+
 class DeltaResyncRequired(GraphError):
     """The delta token or round is no longer valid (410, syncStateNotFound, resyncRequired).
 
