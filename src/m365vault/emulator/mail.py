@@ -352,6 +352,7 @@ class Mail:
         }
 
     def _from_json(self, data: dict[str, Any], now: float) -> dict[str, Any]:
+        _check_message_shape(data)
         props = {
             p.get("id", "").lower().replace(" ", ""): p.get("value")
             for p in data.get("singleValueExtendedProperties", [])
@@ -414,6 +415,45 @@ class Mail:
                 "Location": f"{req.graph_base}/users/{user.id}/messages/{target['message']}/attachments/{aid}"
             },
         )
+
+
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "subject": str,
+    "isRead": bool,
+    "categories": list,
+    "flag": dict,
+    "importance": str,
+    "body": dict,
+    "toRecipients": list,
+    "ccRecipients": list,
+    "bccRecipients": list,
+    "replyTo": list,
+    "inferenceClassification": str,
+    "isDeliveryReceiptRequested": bool,
+    "isReadReceiptRequested": bool,
+    "from": dict,
+    "sender": dict,
+    "singleValueExtendedProperties": list,
+    "internetMessageId": str,
+}
+
+
+def _check_message_shape(data: dict[str, Any]) -> None:
+    """400 ErrorInvalidProperty for a property of the wrong JSON type (nothing is written)."""
+    for key, value in data.items():
+        want = _SHAPES.get(key)
+        if want is not None and value is not None and not isinstance(value, want):
+            raise GraphError(
+                400, "ErrorInvalidProperty", f"The value of property '{key}' has the wrong type."
+            )
+        if (
+            isinstance(value, list)
+            and key.endswith(("Recipients", "replyTo"))
+            and not all(isinstance(r, dict) for r in value)
+        ):
+            raise GraphError(400, "ErrorInvalidProperty", f"'{key}' must be a list of recipients.")
+    if data.get("importance") not in (None, "low", "normal", "high"):
+        raise GraphError(400, "ErrorInvalidProperty", "importance must be low, normal or high.")
 
 
 def _strip_html(text: str) -> str:
@@ -704,6 +744,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             raise GraphError(
                 400, "ErrorInvalidPropertyRequest", f"Properties cannot be updated: {sorted(bad)}"
             )
+        _check_message_shape(data)
         update = dict(data)
         for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
             if key in update:
