@@ -210,6 +210,8 @@ class Mail:
     def mime(self, state: dict[str, Any]) -> bytes:
         if state.get("_mime"):
             return self.w.store.blob_path(state["_mime"]).read_bytes()
+        if state.get("_corpus"):
+            return generate.corpus_bytes(state["_corpus"])
         return generate.build_mime(
             self.w.seed, state, [self.attachment_bytes(a) for a in state.get("attachments", [])]
         )
@@ -406,7 +408,9 @@ class Mail:
             "contentId": target.get("contentId"),
             "_content": {"blob": self.w.store.put_blob(data)},
         }
-        state = self.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
+        state = self.touch(
+            {**state, "attachments": [*state.get("attachments", []), att], "_mime": None, "_corpus": None}
+        )
         self.write_message(user, coll, target["message"], state)
         aid = ids.make(self.w.seed, "AAMk", K_ATTACHMENT, len(state["attachments"]) - 1)
         return Resp(
@@ -746,6 +750,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             )
         _check_message_shape(data)
         update = dict(data)
+        if set(data) - {"isRead", "categories", "flag", "inferenceClassification"}:
+            # MIME-visible properties changed: $value is generated from the item from now on.
+            update["_mime"] = update["_corpus"] = None
         for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
             if key in update:
                 update[key] = [_addr_in(r) for r in update[key]]
@@ -758,7 +765,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
                 "content": update["body"].get("content", ""),
             }
             state = {k: v for k, v in state.items() if k not in ("_paragraphs", "_bodyKind")}
-            update["_mime"] = None
+            update["_mime"] = update["_corpus"] = None
         state = mail.touch({**state, **update})
         mail.write_message(user, coll, mid, state)
         return Resp(200, mail.message_json(req, mid, state))
@@ -822,7 +829,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             "contentId": data.get("contentId"),
             "_content": {"blob": w.store.put_blob(raw)},
         }
-        state = mail.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
+        state = mail.touch(
+            {**state, "attachments": [*state.get("attachments", []), att], "_mime": None, "_corpus": None}
+        )
         mail.write_message(user, coll, mid, state)
         return Resp(201, mail.attachment_json(len(state["attachments"]) - 1, att, False))
 
