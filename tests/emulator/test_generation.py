@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import time
 import zlib
 
@@ -107,3 +108,11 @@ def test_tokens_are_signed() -> None:
         s.read("delta", token.replace(token[3], "A" if token[3] != "A" else "B", 1))
     with pytest.raises(InvalidToken):
         TokenSigner(b"o" * 32).read("delta", token)
+
+
+def test_blocks_are_not_shifted_copies_of_each_other() -> None:
+    """Each 64 KiB block owns its own keystream, so chunking backups cannot deduplicate within a file."""
+    data = content.read_all(1, "media", 8 * content.BLOCK)
+    blocks = [data[i : i + content.BLOCK] for i in range(0, len(data), content.BLOCK)]
+    for a, b in itertools.pairwise(blocks):
+        assert b[16:80] not in a and a[16:80] not in b

@@ -359,3 +359,15 @@ def test_mailbox_wide_message_list_covers_every_folder(graph: httpx.Client, emu:
             break
         r = graph.get(body["@odata.nextLink"])
     assert len(seen) == len(set(seen)) == total
+
+
+def test_payloads_of_the_wrong_shape_are_rejected_cleanly(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 1)
+    mid = graph.get(f"/users/{uid}/mailFolders/inbox/messages", params={"$top": "1"}).json()["value"][0]["id"]
+    before = graph.get(f"/users/{uid}/messages/{mid}").json()
+    for body in ({"body": "not an object"}, {"toRecipients": "x"}, {"flag": 3, "isRead": True}, [1, 2]):
+        r = graph.patch(f"/users/{uid}/messages/{mid}", json=body)
+        assert r.status_code == 400, (body, r.text)
+    assert graph.get(f"/users/{uid}/messages/{mid}").json() == before
+    r = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"singleValueExtendedProperties": 5})
+    assert r.status_code == 400

@@ -24,6 +24,11 @@ def emulator(
     client_cert: Path | None = typer.Option(
         None, "--client-cert", help="PEM certificate accepted for client-assertion (certificate) credentials."
     ),
+    mail_corpus: Path | None = typer.Option(
+        None,
+        "--mail-corpus",
+        help="Directory of raw messages (*.txt, e.g. SpamAssassin) for a share of the mail.",
+    ),
     http: bool = typer.Option(False, "--http", help="Serve plain HTTP instead of HTTPS."),
 ) -> None:
     """Serve a Microsoft Graph v1.0-compatible tenant for tests, benchmarks and the demo."""
@@ -35,6 +40,8 @@ def emulator(
         raise typer.BadParameter(f"scale must be one of {', '.join(SCALES)}")
     if client_cert is not None and not client_cert.is_file():
         raise typer.BadParameter(f"{client_cert} is not a file")
+    if mail_corpus is not None and not mail_corpus.is_dir():
+        raise typer.BadParameter(f"{mail_corpus} is not a directory")
     settings = Settings(
         state_dir=state_dir,
         tenant=tenant,
@@ -42,5 +49,6 @@ def emulator(
         client_secret=client_secret,
         seed=seed,
         scale=scale,
+        mail_corpus=str(mail_corpus.resolve()) if mail_corpus else None,
     )
     run(settings, host, port, https=not http, client_cert=client_cert)

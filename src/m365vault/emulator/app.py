@@ -113,7 +113,16 @@ class Emulator:
                 return batch.run_batch(req, self._sub_request)
             handler = self.router.resolve(req)
             with self.world.store.lock:
-                return handler(req)
+                try:
+                    return handler(req)
+                except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                    if not req.body:
+                        raise
+                    # A payload of the wrong shape (a string where an object belongs, ...). Writes are
+                    # applied last and atomically, so nothing was changed.
+                    raise GraphError(
+                        400, "BadRequest", f"The request payload is not valid ({exc!r})."
+                    ) from exc
         except GraphError as exc:
             return self.error(req, exc)
 

@@ -34,18 +34,24 @@ def text_ratio(seed: int, key: str) -> float:
     return (0.9, 0.6, 0.2, 0.0)[kind]
 
 
-def _block(cipher_key: bytes, index: int, ratio: float) -> bytes:
-    nonce = index.to_bytes(16, "big")
-    enc = Cipher(algorithms.AES(cipher_key), modes.CTR(nonce)).encryptor()
-    raw = enc.update(bytes(BLOCK))
-    # Block kind: a stable function of the block's first keystream byte and the file's ratio.
-    if raw[0] / 256.0 < ratio:
-        return raw.translate(_TEXT_TABLE)
-    return raw
+_COUNTERS_PER_BLOCK = BLOCK // 16  # AES blocks per 64 KiB: each file block owns its own counter range
+_RUN = 16  # blocks generated per cipher call (1 MiB)
+
+
+def _blocks(cipher_key: bytes, first: int, count: int, ratio: float) -> bytes:
+    """File blocks [first, first + count) as one bytes object."""
+    nonce = (first * _COUNTERS_PER_BLOCK).to_bytes(16, "big")
+    raw = Cipher(algorithms.AES(cipher_key), modes.CTR(nonce)).encryptor().update(bytes(BLOCK * count))
+    parts = []
+    for k in range(count):
+        block = raw[k * BLOCK : (k + 1) * BLOCK]
+        # Block kind: a stable function of the block's first keystream byte and the file's ratio.
+        parts.append(block.translate(_TEXT_TABLE) if block[0] / 256.0 < ratio else block)
+    return b"".join(parts)
 
 
 def stream(seed: int, key: str, size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-    """Bytes [start, end) of the file (end exclusive, default: size), in pieces of at most 64 KiB."""
+    """Bytes [start, end) of the file (end exclusive, default: size), in pieces of at most 1 MiB."""
     stop = size if end is None else min(end, size)
     if start >= stop:
         return
@@ -53,12 +59,13 @@ def stream(seed: int, key: str, size: int, start: int = 0, end: int | None = Non
     ratio = text_ratio(seed, key)
     pos = start
     while pos < stop:
-        index = pos // BLOCK
-        block = _block(cipher_key, index, ratio)
-        lo = pos - index * BLOCK
-        hi = min(BLOCK, stop - index * BLOCK)
-        yield block[lo:hi]
-        pos = index * BLOCK + hi
+        first = pos // BLOCK
+        last = min((stop - 1) // BLOCK, first + _RUN - 1)
+        run = _blocks(cipher_key, first, last - first + 1, ratio)
+        lo = pos - first * BLOCK
+        hi = min(len(run), stop - first * BLOCK)
+        yield run[lo:hi]
+        pos = first * BLOCK + hi
 
 
 def read_all(seed: int, key: str, size: int) -> bytes:

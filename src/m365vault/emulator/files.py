@@ -302,7 +302,7 @@ class Files:
                 yield chunk
 
     def quick_xor(self, ref: dict[str, Any]) -> str:
-        key = f"blob:{ref['blob']}" if "blob" in ref else f"gen:{ref['gen']}:{ref['size']}"
+        key = f"blob:{ref['blob']}" if "blob" in ref else f"gen2:{ref['gen']}:{ref['size']}"
         cached = self.w.store.hash_get(key)
         if cached:
             return cached

@@ -6,11 +6,15 @@ keys starting with "_" are internal (content references) and never rendered.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import functools
 import hashlib
 import random
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from m365vault.emulator import content
@@ -160,7 +164,7 @@ def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int)
     if rng.random() < 0.25:
         subject = "RE: " + subject
     is_draft = folder == 2
-    return {
+    state: dict[str, Any] = {
         "subject": subject,
         "from": sender,
         "sender": sender,
@@ -185,6 +189,84 @@ def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int)
         "parentFolderId": folder_id,
         "changeKey": change_key(seed, user.index, folder, index, 0),
     }
+    if tenant.corpus and not sent_folder and rng.random() < CORPUS_SHARE:
+        path = tenant.corpus[int(_digest(seed, "corpus", user.index, folder, index), 16) % len(tenant.corpus)]
+        real = corpus_fields(str(path))
+        if real is not None:
+            state = {k: v for k, v in state.items() if k not in ("_paragraphs", "_bodyKind")}
+            state.update(real)
+            state["receivedDateTime"] = received  # keep the folder's time order
+            state["createdDateTime"] = state["lastModifiedDateTime"] = received
+    return state
+
+
+CORPUS_SHARE = 0.4  # share of received mail taken from the corpus when one is configured
+
+
+def corpus_bytes(path: str) -> bytes:
+    """The raw message without the mbox "From " separator line."""
+    raw = Path(path).read_bytes()
+    if raw.startswith(b"From "):
+        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    return raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _corpus_parsed(path: str) -> dict[str, Any] | None:
+    try:
+        msg = email.message_from_bytes(corpus_bytes(path), policy=email.policy.default)
+        frm = [{"name": n, "address": a} for n, a in getaddresses([str(v) for v in msg.get_all("From", [])])]
+        try:
+            sent = parsedate_to_datetime(str(msg["Date"])).timestamp() if msg["Date"] else BASE_TIME
+        except (TypeError, ValueError):
+            sent = BASE_TIME
+        part = msg.get_body(preferencelist=("html", "plain"))
+        body = {"contentType": "text", "content": ""}
+        if part is not None:
+            kind = "html" if part.get_content_type() == "text/html" else "text"
+            body = {"contentType": kind, "content": str(part.get_content())}
+        attachments = []
+        for k, att in enumerate(msg.iter_attachments()):
+            data = att.get_payload(decode=True)
+            attachments.append(
+                {
+                    "name": att.get_filename() or f"attachment{k}",
+                    "contentType": att.get_content_type(),
+                    "size": len(data) if isinstance(data, bytes) else 0,
+                    "isInline": False,
+                    "contentId": None,
+                    "_content": {"corpus": path, "part": k},
+                }
+            )
+        return {
+            "subject": str(msg["Subject"] or ""),
+            "from": (frm or [{"name": "", "address": ""}])[0],
+            "sender": (frm or [{"name": "", "address": ""}])[0],
+            "toRecipients": [
+                {"name": n, "address": a} for n, a in getaddresses([str(v) for v in msg.get_all("To", [])])
+            ],
+            "ccRecipients": [
+                {"name": n, "address": a} for n, a in getaddresses([str(v) for v in msg.get_all("Cc", [])])
+            ],
+            "sentDateTime": sent,
+            "internetMessageId": str(msg["Message-ID"] or "").strip() or None,
+            "body": body,
+            "attachments": attachments,
+            "_corpus": path,
+        }
+    except Exception:  # a malformed real message: fall back to a generated one
+        return None
+
+
+def corpus_fields(path: str) -> dict[str, Any] | None:
+    parsed = _corpus_parsed(path)
+    return None if parsed is None else {**parsed, "attachments": [dict(a) for a in parsed["attachments"]]}
+
+
+def corpus_attachment(path: str, part: int) -> bytes:
+    msg = email.message_from_bytes(corpus_bytes(path), policy=email.policy.default)
+    data = list(msg.iter_attachments())[part].get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
 
 
 def paragraphs(state: dict[str, Any]) -> list[str]:
@@ -315,5 +397,7 @@ def list_item(tenant: Tenant, site_index: int, index: int) -> dict[str, Any]:
 
 
 def content_bytes(seed: int, ref: dict[str, Any]) -> bytes:
-    """Bytes of a generated content reference (blob references are read by the store)."""
+    """Bytes of a generated or corpus content reference (blob references are read by the store)."""
+    if "corpus" in ref:
+        return corpus_attachment(str(ref["corpus"]), int(ref["part"]))
     return content.read_all(seed, str(ref["gen"]), int(ref["size"]))

@@ -210,6 +210,8 @@ class Mail:
     def mime(self, state: dict[str, Any]) -> bytes:
         if state.get("_mime"):
             return self.w.store.blob_path(state["_mime"]).read_bytes()
+        if state.get("_corpus"):
+            return generate.corpus_bytes(state["_corpus"])
         return generate.build_mime(
             self.w.seed, state, [self.attachment_bytes(a) for a in state.get("attachments", [])]
         )
@@ -352,6 +354,7 @@ class Mail:
         }
 
     def _from_json(self, data: dict[str, Any], now: float) -> dict[str, Any]:
+        _check_message_shape(data)
         props = {
             p.get("id", "").lower().replace(" ", ""): p.get("value")
             for p in data.get("singleValueExtendedProperties", [])
@@ -405,7 +408,9 @@ class Mail:
             "contentId": target.get("contentId"),
             "_content": {"blob": self.w.store.put_blob(data)},
         }
-        state = self.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
+        state = self.touch(
+            {**state, "attachments": [*state.get("attachments", []), att], "_mime": None, "_corpus": None}
+        )
         self.write_message(user, coll, target["message"], state)
         aid = ids.make(self.w.seed, "AAMk", K_ATTACHMENT, len(state["attachments"]) - 1)
         return Resp(
@@ -414,6 +419,45 @@ class Mail:
                 "Location": f"{req.graph_base}/users/{user.id}/messages/{target['message']}/attachments/{aid}"
             },
         )
+
+
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "subject": str,
+    "isRead": bool,
+    "categories": list,
+    "flag": dict,
+    "importance": str,
+    "body": dict,
+    "toRecipients": list,
+    "ccRecipients": list,
+    "bccRecipients": list,
+    "replyTo": list,
+    "inferenceClassification": str,
+    "isDeliveryReceiptRequested": bool,
+    "isReadReceiptRequested": bool,
+    "from": dict,
+    "sender": dict,
+    "singleValueExtendedProperties": list,
+    "internetMessageId": str,
+}
+
+
+def _check_message_shape(data: dict[str, Any]) -> None:
+    """400 ErrorInvalidProperty for a property of the wrong JSON type (nothing is written)."""
+    for key, value in data.items():
+        want = _SHAPES.get(key)
+        if want is not None and value is not None and not isinstance(value, want):
+            raise GraphError(
+                400, "ErrorInvalidProperty", f"The value of property '{key}' has the wrong type."
+            )
+        if (
+            isinstance(value, list)
+            and key.endswith(("Recipients", "replyTo"))
+            and not all(isinstance(r, dict) for r in value)
+        ):
+            raise GraphError(400, "ErrorInvalidProperty", f"'{key}' must be a list of recipients.")
+    if data.get("importance") not in (None, "low", "normal", "high"):
+        raise GraphError(400, "ErrorInvalidProperty", "importance must be low, normal or high.")
 
 
 def _strip_html(text: str) -> str:
@@ -704,7 +748,11 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             raise GraphError(
                 400, "ErrorInvalidPropertyRequest", f"Properties cannot be updated: {sorted(bad)}"
             )
+        _check_message_shape(data)
         update = dict(data)
+        if set(data) - {"isRead", "categories", "flag", "inferenceClassification"}:
+            # MIME-visible properties changed: $value is generated from the item from now on.
+            update["_mime"] = update["_corpus"] = None
         for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
             if key in update:
                 update[key] = [_addr_in(r) for r in update[key]]
@@ -717,7 +765,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
                 "content": update["body"].get("content", ""),
             }
             state = {k: v for k, v in state.items() if k not in ("_paragraphs", "_bodyKind")}
-            update["_mime"] = None
+            update["_mime"] = update["_corpus"] = None
         state = mail.touch({**state, **update})
         mail.write_message(user, coll, mid, state)
         return Resp(200, mail.message_json(req, mid, state))
@@ -781,7 +829,9 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             "contentId": data.get("contentId"),
             "_content": {"blob": w.store.put_blob(raw)},
         }
-        state = mail.touch({**state, "attachments": [*state.get("attachments", []), att], "_mime": None})
+        state = mail.touch(
+            {**state, "attachments": [*state.get("attachments", []), att], "_mime": None, "_corpus": None}
+        )
         mail.write_message(user, coll, mid, state)
         return Resp(201, mail.attachment_json(len(state["attachments"]) - 1, att, False))
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from m365vault.emulator import ids
 
@@ -243,6 +244,7 @@ class Tenant:
 
     def __post_init__(self) -> None:
         self.spec = SCALES[self.scale]
+        self.corpus: list[Path] = []
         self.tenant_id = ids.guid(self.seed, "tenant", self.domain)
         self.short = self.domain.split(".")[0]
         self.sp_host = f"{self.short}.sharepoint.com"
@@ -255,6 +257,12 @@ class Tenant:
         self.site_by_id = {s.id.lower(): s for s in self.sites}
         self.drive_by_id = {d.id: d for d in self.drives}
         self.list_by_id = {(lst.site_index, lst.id): lst for lst in self.lists}
+
+    def load_corpus(self, directory: Path) -> None:
+        """Real messages (e.g. the SpamAssassin corpus) for a share of the mailboxes' mail."""
+        self.corpus = sorted(p for p in directory.rglob("*.txt") if p.is_file())
+        if not self.corpus:
+            raise ValueError(f"no *.txt messages under {directory}")
 
     # ------------------------------------------------------------------ directory
     def _build_users(self) -> None:

@@ -112,6 +112,7 @@ class Settings:
     client_secret: str = ""
     seed: int = 1
     scale: str = "small"
+    mail_corpus: str | None = None  # a directory of raw RFC 822 messages (*.txt), e.g. SpamAssassin
 
 
 class World:
@@ -125,6 +126,8 @@ class World:
         if saved:
             self.config.update(json.loads(saved))
         self.tenant = Tenant(self.settings.seed, self.settings.scale, self.settings.tenant)
+        if self.settings.mail_corpus:
+            self.tenant.load_corpus(Path(self.settings.mail_corpus))
         self.seed = self.settings.seed
         self.signer = TokenSigner(bytes.fromhex(self.store.meta_get("signing_key") or ""))
         self.delta = DeltaEngine(
@@ -143,13 +146,14 @@ class World:
             if s.client_secret and s.client_secret != data["client_secret"]:
                 data["client_secret"] = s.client_secret
                 self.store.meta_set("settings", json.dumps(data))
-            return Settings(state_dir=s.state_dir, **data)
+            return Settings(state_dir=s.state_dir, **{"mail_corpus": None, **data})
         data = {
             "tenant": s.tenant,
             "client_id": s.client_id or ids.guid(s.seed, "app", s.tenant),
             "client_secret": s.client_secret or secrets.token_urlsafe(30),
             "seed": s.seed,
             "scale": s.scale,
+            "mail_corpus": s.mail_corpus,
         }
         self.store.meta_set("settings", json.dumps(data))
         self.store.meta_set("signing_key", secrets.token_hex(32))
