@@ -304,6 +304,7 @@ async def test_throttling_storm_costs_time_not_data(emu: Emulator) -> None:
     assert dict(zip(some, got[1:], strict=True)) == baseline
     assert stormy.ids() == box.ids()
     throttled = transport.statuses.count(429) / len(transport.statuses)
+    print(f"storm: {throttled:.0%} of {len(transport.statuses)} answers were 429; lane paused {lane.pauses}x")
     assert throttled >= 0.3, f"only {throttled:.0%} of {len(transport.statuses)} answers were 429"
     assert lane.pauses > 0 and lane.max_in_flight <= 4
 
@@ -332,6 +333,7 @@ async def test_random_5xx_and_dropped_connections(emu: Emulator) -> None:
         for item in list(files.values())[:8]:
             await read_file_checked(client, drive_id, item)
     faults = sum(1 for s in transport.statuses if s >= 500)
+    print(f"faults: {faults} 5xx of {len(transport.statuses)} answers (plus dropped connections)")
     assert faults > 0, "the fault knob produced no failures"
 
 
