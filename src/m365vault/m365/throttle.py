@@ -1,0 +1,169 @@
+"""Client-side limits that keep the connector under Microsoft's throttling thresholds (§6).
+
+Traffic is divided into lanes, one per limit scope Microsoft applies:
+- one lane per mailbox (Exchange: 4 concurrent requests and 10,000 requests per 10 minutes per app
+  and mailbox; we default to 9,600 for headroom, as Corso does);
+- one lane per SharePoint tenant (resource units per minute; a request is charged its RU cost);
+- one lane for the directory (users, groups), with a generous bucket.
+
+A lane has a concurrency cap, a token bucket, and a pause: when any request in the lane is told to
+back off (429 / 503 with Retry-After), the whole lane stops until the pause passes, because
+Microsoft counts throttled requests too and retries from other workers prolong the throttling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from m365vault.m365.timing import Timer
+
+
+class ScopeKind(enum.Enum):
+    MAILBOX = "mailbox"
+    SHAREPOINT = "sharepoint"
+    DIRECTORY = "directory"
+    UNLIMITED = "unlimited"  # pre-authenticated URLs outside Graph's limits (upload sessions)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which limit a request counts against. Build with the class methods."""
+
+    kind: ScopeKind
+    key: str = ""
+
+    @classmethod
+    def mailbox(cls, user_id: str) -> Scope:
+        return cls(ScopeKind.MAILBOX, user_id.lower())
+
+    @classmethod
+    def sharepoint(cls) -> Scope:
+        # One client talks to one tenant, so the tenant is implied.
+        return cls(ScopeKind.SHAREPOINT)
+
+    @classmethod
+    def directory(cls) -> Scope:
+        return cls(ScopeKind.DIRECTORY)
+
+    @classmethod
+    def unlimited(cls) -> Scope:
+        return cls(ScopeKind.UNLIMITED)
+
+
+@dataclass(frozen=True)
+class LimitPolicy:
+    mailbox_concurrency: int = 4
+    mailbox_requests_per_10min: float = 9_600
+    mailbox_burst: float = 50
+    sharepoint_concurrency: int = 16
+    sharepoint_resource_units_per_minute: float = 1_200  # the smallest license tier (§6.3)
+    sharepoint_burst: float = 20
+    directory_concurrency: int = 8
+    directory_requests_per_second: float = 50
+    directory_burst: float = 50
+
+
+class TokenBucket:
+    """Refills `rate` tokens per second up to `burst`; a request waits until its cost is covered."""
+
+    def __init__(self, rate: float, burst: float, timer: Timer) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("token bucket rate and burst must be positive")
+        self.rate = rate
+        self.burst = burst
+        self._timer = timer
+        self._tokens = burst
+        self._stamp = timer.monotonic()
+
+    def _refill(self) -> None:
+        now = self._timer.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def take(self, cost: float = 1.0) -> None:
+        # A cost above the burst may drive the balance negative; later takers then wait it off.
+        need = min(cost, self.burst)
+        while True:
+            self._refill()
+            if self._tokens >= need:
+                self._tokens -= cost
+                return
+            await self._timer.sleep((need - self._tokens) / self.rate)
+
+
+class Lane:
+    """Concurrency cap + token bucket + shared pause for one limit scope."""
+
+    def __init__(self, name: str, concurrency: int, bucket: TokenBucket, timer: Timer) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._bucket = bucket
+        self._timer = timer
+        self._paused_until = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.pauses = 0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this lane for `seconds` (extends, never shortens, a pause)."""
+        until = self._timer.monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._timer.monotonic())
+
+    async def _wait_unpaused(self) -> None:
+        while (remaining := self._paused_until - self._timer.monotonic()) > 0:
+            await self._timer.sleep(remaining)
+
+    @asynccontextmanager
+    async def slot(self, cost: float = 1.0) -> AsyncIterator[None]:
+        async with self._semaphore:
+            await self._wait_unpaused()
+            await self._bucket.take(cost)
+            await self._wait_unpaused()  # a pause may have started while we waited for tokens
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+
+class Throttle:
+    """Creates lanes on first use and hands them out by scope."""
+
+    def __init__(self, policy: LimitPolicy, timer: Timer) -> None:
+        self.policy = policy
+        self._timer = timer
+        self._lanes: dict[Scope, Lane] = {}
+
+    def lane(self, scope: Scope) -> Lane:
+        lane = self._lanes.get(scope)
+        if lane is None:
+            lane = self._lanes[scope] = self._new_lane(scope)
+        return lane
+
+    def _new_lane(self, scope: Scope) -> Lane:
+        p = self.policy
+        name = f"{scope.kind.value}:{scope.key}" if scope.key else scope.kind.value
+        if scope.kind is ScopeKind.MAILBOX:
+            bucket = TokenBucket(p.mailbox_requests_per_10min / 600.0, p.mailbox_burst, self._timer)
+            return Lane(name, p.mailbox_concurrency, bucket, self._timer)
+        if scope.kind is ScopeKind.SHAREPOINT:
+            bucket = TokenBucket(
+                p.sharepoint_resource_units_per_minute / 60.0, p.sharepoint_burst, self._timer
+            )
+            return Lane(name, p.sharepoint_concurrency, bucket, self._timer)
+        if scope.kind is ScopeKind.DIRECTORY:
+            bucket = TokenBucket(p.directory_requests_per_second, p.directory_burst, self._timer)
+            return Lane(name, p.directory_concurrency, bucket, self._timer)
+        return Lane(name, 64, TokenBucket(1e9, 1e9, self._timer), self._timer)

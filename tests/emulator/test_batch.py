@@ -1,0 +1,70 @@
+"""JSON batching (graph-protocol.md §6.5)."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+
+
+def test_batch_runs_each_request_with_its_own_status(graph: httpx.Client, mailbox_user: dict) -> None:
+    uid = mailbox_user["id"]
+    body = {
+        "requests": [
+            {"id": "1", "method": "GET", "url": f"/users/{uid}/mailFolders/inbox"},
+            {"id": "2", "method": "GET", "url": f"/users/{uid}/messages/AAMkmissing", "dependsOn": ["1"]},
+            {"id": "3", "method": "GET", "url": "/users?$select=id&$top=2", "dependsOn": ["2"]},
+            {
+                "id": "4",
+                "method": "POST",
+                "url": f"/users/{uid}/mailFolders/drafts/messages",
+                "headers": {"Content-Type": "application/json"},
+                "body": {"subject": "from batch"},
+            },
+            {"id": "5", "method": "GET", "url": "/v1.0/users?$top=1"},
+        ]
+    }
+    r = graph.post("/$batch", json=body)
+    assert r.status_code == 200
+    out = {x["id"]: x for x in r.json()["responses"]}
+    assert out["1"]["status"] == 200 and out["1"]["body"]["displayName"] == "Inbox"
+    assert out["2"]["status"] == 404 and out["2"]["body"]["error"]["code"] == "ErrorItemNotFound"
+    assert out["3"]["status"] == 424
+    assert out["4"]["status"] == 201 and out["4"]["body"]["subject"] == "from batch"
+    assert out["5"]["status"] == 200 and len(out["5"]["body"]["value"]) == 1
+
+
+def test_batch_binary_bodies_are_base64(graph: httpx.Client, mailbox_user: dict) -> None:
+    uid = mailbox_user["id"]
+    mid = graph.get(f"/users/{uid}/mailFolders/inbox/messages", params={"$top": "1"}).json()["value"][0]["id"]
+    r = graph.post(
+        "/$batch",
+        json={"requests": [{"id": "a", "method": "GET", "url": f"/users/{uid}/messages/{mid}/$value"}]},
+    )
+    item = r.json()["responses"][0]
+    assert item["status"] == 200
+    assert base64.b64decode(item["body"]) == graph.get(f"/users/{uid}/messages/{mid}/$value").content
+
+
+def test_batch_validation(graph: httpx.Client) -> None:
+    many = {"requests": [{"id": str(i), "method": "GET", "url": "/users"} for i in range(21)]}
+    assert graph.post("/$batch", json=many).status_code == 400
+    dup = {
+        "requests": [
+            {"id": "a", "method": "GET", "url": "/users"},
+            {"id": "A", "method": "GET", "url": "/users"},
+        ]
+    }
+    assert graph.post("/$batch", json=dup).status_code == 400
+    no_type = {
+        "requests": [{"id": "a", "method": "POST", "url": "/users/x/messages", "body": {"subject": "x"}}]
+    }
+    assert graph.post("/$batch", json=no_type).status_code == 400
+    forward = {
+        "requests": [
+            {"id": "a", "method": "GET", "url": "/users", "dependsOn": ["b"]},
+            {"id": "b", "method": "GET", "url": "/users"},
+        ]
+    }
+    assert graph.post("/$batch", json=forward).status_code == 400
+    assert httpx.post(str(graph.base_url) + "/$batch", json={"requests": []}).status_code == 401
