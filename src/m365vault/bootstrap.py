@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -15,15 +17,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
 from m365vault.api.app import create_app
+from m365vault.catalog import CatalogReader
 from m365vault.clock import Clock, utcnow
 from m365vault.control.accounts import ThrottlePolicy
+from m365vault.control.explore import DEFAULT_IDLE_TIMEOUT, RestoreExplorer, RestoreWiring
 from m365vault.control.facade import Control
 from m365vault.control.infrastructure import DEFAULT_PROXY_HOST, ProxyInput, RepositoryInput
 from m365vault.control.ports import BackupRunner, RepositoryInitialiser, TenantDirectory, TenantVerifier
+from m365vault.control.restore_actions import RestoreActions
 from m365vault.control.services import Services
 from m365vault.db import migrate
 from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
+from m365vault.restore.content import RepositoryAccess, RepositoryPool
+from m365vault.restore.tenant import graph_client
 from m365vault.secretbox import open_secretbox
 
 DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
@@ -48,6 +55,7 @@ class ServerConfig:
     ports: Ports = field(default_factory=Ports)
     throttle: ThrottlePolicy | None = None
     password_hasher: PasswordHasher | None = None  # None: argon2id with RFC 9106 defaults
+    restore: RestoreOptions = field(default_factory=lambda: RestoreOptions())
 
     @property
     def database_url(self) -> str:
@@ -118,7 +126,40 @@ def build_app(
     control = build_control(config, engine)
     first = ensure_defaults(control, config.data_dir, admin_user, admin_password)
     _warn_unwired(config.ports)
-    return create_app(control), first
+    return create_app(control, build_restore(config, control, engine)), first
+
+
+# ---------------------------------------------------------------------------------------------- restore
+@dataclass
+class RestoreOptions:
+    """Restore sessions: how long an idle session lives, and which CA the tenants' Graph endpoints
+    are checked against when restoring (True: the system's; a PEM path, e.g. an emulator's)."""
+
+    idle_timeout: timedelta = DEFAULT_IDLE_TIMEOUT
+    graph_verify: bool | str = True
+
+
+def build_restore(config: ServerConfig, control: Control, engine: Engine) -> RestoreActions:
+    """Restore sessions over the catalog and repositories in this server's database and data dir."""
+    repositories = control.repositories
+
+    def locate(repository_id: str) -> RepositoryAccess:
+        try:
+            row = repositories.get(uuid.UUID(repository_id))
+        except ValueError as err:
+            raise KeyError(repository_id) from err
+        return RepositoryAccess(row.path, repositories.password(row.id))
+
+    verify = config.restore.graph_verify
+    wiring = RestoreWiring(
+        catalog=CatalogReader(engine),
+        repositories=RepositoryPool(locate),
+        graph=lambda credentials: graph_client(credentials, verify),
+        idle_timeout=config.restore.idle_timeout,
+    )
+    explorer = RestoreExplorer(control.services, wiring)
+    control.restore_sessions.quiesce = explorer.quiesce
+    return RestoreActions(explorer, control.settings)
 
 
 def _warn_unwired(ports: Ports) -> None:

@@ -14,12 +14,22 @@ from m365vault import __version__
 from m365vault.api import errors
 from m365vault.api.auth import BearerAuth, token_router
 from m365vault.api.casing import CaseInsensitivePaths
-from m365vault.api.v3 import infrastructure, jobs, organizations, sessions, settings
+from m365vault.api.v3 import (
+    explore_files,
+    explore_vex,
+    infrastructure,
+    jobs,
+    organizations,
+    sessions,
+    settings,
+)
+from m365vault.api.v3.explore_lifecycle import install_restore
 from m365vault.api.wire import json_response
 from m365vault.control.facade import Control
+from m365vault.control.restore_actions import RestoreActions
 
 
-def create_app(control: Control) -> FastAPI:
+def create_app(control: Control, restore: RestoreActions | None = None) -> FastAPI:
     app = FastAPI(
         title="m365vault REST API",
         version=__version__,
@@ -35,6 +45,8 @@ def create_app(control: Control) -> FastAPI:
     routers = [token_router(control.accounts)] + [
         module.router for module in (organizations, jobs, infrastructure, sessions, settings)
     ]
+    routers += [explore_vex.router, explore_files.router]
+    install_restore(app, restore)
     for router in routers:
         app.include_router(router)
 

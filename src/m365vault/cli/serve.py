@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import typer
 import uvicorn
 
-from m365vault.bootstrap import ServerConfig, build_app
+from m365vault.bootstrap import RestoreOptions, ServerConfig, build_app
 from m365vault.cli.tls import ensure_self_signed
 from m365vault.control.errors import ControlError
 
@@ -27,13 +28,23 @@ def serve(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (default: self-signed)"),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
     http: bool = typer.Option(False, "--http", help="Plain HTTP, for local development only"),
+    restore_idle_minutes: float = typer.Option(
+        30.0, "--restore-idle-minutes", min=0.05, help="Stop restore sessions idle for this long"
+    ),
+    graph_ca: Path | None = typer.Option(
+        None, "--graph-ca", help="PEM CA bundle for the tenants' Graph endpoints (default: the system's)"
+    ),
 ) -> None:
     """Run the REST API server until SIGTERM or Ctrl-C."""
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.resolve()
-    config = ServerConfig(data_dir=data_dir, db_url=db)
+    restore = RestoreOptions(
+        idle_timeout=timedelta(minutes=restore_idle_minutes),
+        graph_verify=str(graph_ca.resolve()) if graph_ca else True,
+    )
+    config = ServerConfig(data_dir=data_dir, db_url=db, restore=restore)
     try:
         app, first = build_app(
             config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")

@@ -5,6 +5,7 @@ that opened them and are visible only to it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -97,6 +98,8 @@ class JobSessions:
 class RestoreSessions:
     def __init__(self, services: Services) -> None:
         self._s = services
+        # Set by the restore wiring: blocks until the session's operations in flight have ended.
+        self.quiesce: Callable[[uuid.UUID], None] | None = None
 
     def explore_organization(
         self, owner: Principal, organization_id: uuid.UUID, request: ExploreRequest
@@ -164,7 +167,15 @@ class RestoreSessions:
             return _restore_session(db, owner, session_id)
 
     def stop(self, owner: Principal, session_id: uuid.UUID) -> None:
-        """Close the session; stopping a stopped session changes nothing."""
+        """Close the session: Stopping while its operations in flight end, then Stopped with endTime.
+        Stopping a stopped session changes nothing."""
+        with self._s.unit_of_work() as db:
+            session = _restore_session(db, owner, session_id)
+            if session.state == RestoreSessionState.Stopped.value:
+                return
+            session.state = RestoreSessionState.Stopping.value
+        if self.quiesce is not None:
+            self.quiesce(session_id)
         with self._s.unit_of_work() as db:
             session = _restore_session(db, owner, session_id)
             if session.state == RestoreSessionState.Stopped.value:
