@@ -3,6 +3,7 @@ versions into the real catalog through their public APIs, at chosen run times.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -25,8 +26,15 @@ from m365vault.catalog import (
 from m365vault.repository import Repository
 
 
-def make_mime(subject: str, body: str, *, sender: str = "alice@contoso.com", to: str = "bob@contoso.com",
-              attachment: bytes | None = None, date: str = "Mon, 02 Mar 2026 08:00:00 +0000") -> bytes:
+def make_mime(
+    subject: str,
+    body: str,
+    *,
+    sender: str = "alice@contoso.com",
+    to: str = "bob@contoso.com",
+    attachment: bytes | None = None,
+    date: str = "Mon, 02 Mar 2026 08:00:00 +0000",
+) -> bytes:
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = sender
     message["To"] = to
@@ -35,7 +43,9 @@ def make_mime(subject: str, body: str, *, sender: str = "alice@contoso.com", to:
     message["Message-ID"] = f"<{abs(hash((subject, body))) % 10**12}@contoso.com>"
     message.set_content(body)
     if attachment is not None:
-        message.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="data.bin")
+        message.add_attachment(
+            attachment, maintype="application", subtype="octet-stream", filename="data.bin"
+        )
     return message.as_bytes()
 
 
@@ -74,8 +84,12 @@ class Backup:
         )
 
     async def page(
-        self, obj: ObjectRef, at: datetime, entries: list[Entry] = (), gone: list[str] = (),  # type: ignore[assignment]
-        moved_out: list[str] = (),  # type: ignore[assignment]
+        self,
+        obj: ObjectRef,
+        at: datetime,
+        entries: Sequence[Entry] = (),
+        gone: Sequence[str] = (),
+        moved_out: Sequence[str] = (),
     ) -> None:
         upserts = []
         for e in entries:

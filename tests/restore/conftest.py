@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -42,10 +41,18 @@ MIME = {
     "m5": make_mime("Sent one", "Outgoing.\n", sender="alice@contoso.com", to="carol@example.com"),
     "am1": make_mime("Archived", "Old stuff.\n"),
 }
-FILES = {"a1": b"version one", "a2": b"version two, longer", "b": BIG, "doc1": b"spec " * 100, "doc2": b"q1 numbers"}
+FILES = {
+    "a1": b"version one",
+    "a2": b"version two, longer",
+    "b": BIG,
+    "doc1": b"spec " * 100,
+    "doc2": b"q1 numbers",
+}
 
 
-def org_body(name: str, graph: str | None = None, client_id: str | None = None, secret: str = "secret") -> dict[str, Any]:
+def org_body(
+    name: str, graph: str | None = None, client_id: str | None = None, secret: str = "secret"
+) -> dict[str, Any]:
     settings = {
         "useApplicationOnlyAuth": "true",
         "officeOrganizationName": name,
@@ -85,13 +92,23 @@ class Env:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def relogin(self) -> None:
+        """A new access token (after the fake clock passed the old one's hour)."""
+        r = self.client.post(
+            "/v3/Token", data={"grant_type": "password", "username": ADMIN, "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
     def get(self, path: str, **params: Any) -> Any:
         r = self.client.get(path, params=params)
         assert r.status_code == 200, (path, r.status_code, r.text)
         return r.json()
 
 
-def start_env(tmp: Path, db_url: str, graph_verify: bool | str = True, org: dict[str, Any] | None = None) -> tuple[TestClient, FakeClock, dict[str, str]]:
+def start_env(
+    tmp: Path, db_url: str, graph_verify: bool | str = True, org: dict[str, Any] | None = None
+) -> tuple[TestClient, FakeClock, dict[str, str]]:
     clock = FakeClock(NOW)
     config = ServerConfig(
         data_dir=tmp / "data",
@@ -134,67 +151,156 @@ async def backup_synthetic(db_url: str, org_id: str, repo_id: str, path: str, pa
 
 
 def _mail_entry(eid: str, parent: str, mime_key: str, subject: str, at: datetime) -> Entry:
-    return Entry(eid, EntryKind.ITEM, parent, MIME[mime_key], subject=subject, item_class="IPM.Note",
-                 sender="alice@contoso.com", to=("bob@contoso.com",), received_at=at)
+    return Entry(
+        eid,
+        EntryKind.ITEM,
+        parent,
+        MIME[mime_key],
+        subject=subject,
+        item_class="IPM.Note",
+        sender="alice@contoso.com",
+        to=("bob@contoso.com",),
+        received_at=at,
+    )
 
 
 async def _mail(b: Backup) -> None:
     alice = b.object(ObjectKind.MAILBOX, "u-alice", T1, name="Alice", email="alice@contoso.com")
     folder = EntryKind.FOLDER
-    await b.page(alice, T1, [
-        Entry("f-inbox", folder, None, name="Inbox", item_class="Mail"),
-        Entry("f-sent", folder, None, name="Sent Items", item_class="Mail"),
-        Entry("f-proj", folder, "f-inbox", name="Projects", item_class="Mail"),
-        Entry("f-cal", folder, None, name="Calendar", item_class="Calendar"),
-        Entry("f-con", folder, None, name="Contacts", item_class="Contacts"),
-        _mail_entry("m1", "f-inbox", "m1", "Hello", T1),
-        _mail_entry("m2", "f-inbox", "m2", "Budget", T1),
-        _mail_entry("m3", "f-proj", "m3", "Plan", T1),
-        _mail_entry("m5", "f-sent", "m5", "Sent one", T1),
-        Entry("e1", EntryKind.ITEM, "f-cal", b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", subject="Review",
-              item_class="IPM.Appointment",
-              extras={"organizer": "alice@contoso.com", "location": "Room 1", "startTime": "2026-03-10T09:00:00Z",
-                      "endTime": "2026-03-10T10:00:00Z", "attendees": "bob@contoso.com"}),
-        Entry("c1", EntryKind.ITEM, "f-con", b"BEGIN:VCARD\r\nEND:VCARD\r\n", subject="Dan Smith",
-              item_class="IPM.Contact", extras={"fullName": "Dan Smith", "email": "dan@example.com", "company": "ACME"}),
-    ])
-    await b.page(alice, T2, [_mail_entry("m2", "f-inbox", "m2b", "Budget v2", T1), _mail_entry("m4", "f-inbox", "m4", "Late", T2)],
-                 gone=["m1"])
+    await b.page(
+        alice,
+        T1,
+        [
+            Entry("f-inbox", folder, None, name="Inbox", item_class="Mail"),
+            Entry("f-sent", folder, None, name="Sent Items", item_class="Mail"),
+            Entry("f-proj", folder, "f-inbox", name="Projects", item_class="Mail"),
+            Entry("f-cal", folder, None, name="Calendar", item_class="Calendar"),
+            Entry("f-con", folder, None, name="Contacts", item_class="Contacts"),
+            _mail_entry("m1", "f-inbox", "m1", "Hello", T1),
+            _mail_entry("m2", "f-inbox", "m2", "Budget", T1),
+            _mail_entry("m3", "f-proj", "m3", "Plan", T1),
+            _mail_entry("m5", "f-sent", "m5", "Sent one", T1),
+            Entry(
+                "e1",
+                EntryKind.ITEM,
+                "f-cal",
+                b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+                subject="Review",
+                item_class="IPM.Appointment",
+                extras={
+                    "organizer": "alice@contoso.com",
+                    "location": "Room 1",
+                    "startTime": "2026-03-10T09:00:00Z",
+                    "endTime": "2026-03-10T10:00:00Z",
+                    "attendees": "bob@contoso.com",
+                },
+            ),
+            Entry(
+                "c1",
+                EntryKind.ITEM,
+                "f-con",
+                b"BEGIN:VCARD\r\nEND:VCARD\r\n",
+                subject="Dan Smith",
+                item_class="IPM.Contact",
+                extras={"fullName": "Dan Smith", "email": "dan@example.com", "company": "ACME"},
+            ),
+        ],
+    )
+    await b.page(
+        alice,
+        T2,
+        [
+            _mail_entry("m2", "f-inbox", "m2b", "Budget v2", T1),
+            _mail_entry("m4", "f-inbox", "m4", "Late", T2),
+        ],
+        gone=["m1"],
+    )
     await b.page(alice, T3, gone=["f-proj"])
     archive = b.object(ObjectKind.ARCHIVE, "u-alice", T1, name="Alice (archive)", email="alice@contoso.com")
-    await b.page(archive, T1, [Entry("af1", folder, None, name="Old"), _mail_entry("am1", "af1", "am1", "Archived", T1)])
+    await b.page(
+        archive,
+        T1,
+        [Entry("af1", folder, None, name="Old"), _mail_entry("am1", "af1", "am1", "Archived", T1)],
+    )
     bob = b.object(ObjectKind.MAILBOX, "u-bob", T2, name="Bob", email="bob@contoso.com")
     await b.page(bob, T2, [Entry("bf1", folder, None, name="Inbox", item_class="Mail")])
 
 
 async def _files(b: Backup) -> None:
-    drive = b.object(ObjectKind.ONEDRIVE, "u-alice", T1, name="Alice", url="https://contoso-my.sharepoint.com/personal/alice")
+    drive = b.object(
+        ObjectKind.ONEDRIVE,
+        "u-alice",
+        T1,
+        name="Alice",
+        url="https://contoso-my.sharepoint.com/personal/alice",
+    )
     doc = EntryKind.DOCUMENT
-    await b.page(drive, T1, [
-        Entry("d-docs", EntryKind.FOLDER, None, name="Docs"),
-        Entry("a-txt", doc, "d-docs", FILES["a1"], name="a.txt", modified_at=T1,
-              extras={"version": "1.0", "createdBy": "Alice"}),
-        Entry("b-bin", doc, None, FILES["b"], name="b.bin", modified_at=T1, extras={"version": "1.0"}),
-    ])
-    await b.page(drive, T2, [Entry("a-txt", doc, "d-docs", FILES["a2"], name="a.txt", modified_at=T2,
-                                   extras={"version": "2.0", "createdBy": "Alice"})])
+    await b.page(
+        drive,
+        T1,
+        [
+            Entry("d-docs", EntryKind.FOLDER, None, name="Docs"),
+            Entry(
+                "a-txt",
+                doc,
+                "d-docs",
+                FILES["a1"],
+                name="a.txt",
+                modified_at=T1,
+                extras={"version": "1.0", "createdBy": "Alice"},
+            ),
+            Entry("b-bin", doc, None, FILES["b"], name="b.bin", modified_at=T1, extras={"version": "1.0"}),
+        ],
+    )
+    await b.page(
+        drive,
+        T2,
+        [
+            Entry(
+                "a-txt",
+                doc,
+                "d-docs",
+                FILES["a2"],
+                name="a.txt",
+                modified_at=T2,
+                extras={"version": "2.0", "createdBy": "Alice"},
+            )
+        ],
+    )
     await b.page(drive, T3, gone=["b-bin"])
 
 
 async def _sites(b: Backup) -> None:
     team = b.object(ObjectKind.SITE, "s-1", T1, name="Team", url="https://contoso.sharepoint.com/sites/team")
-    b.object(ObjectKind.SITE, "s-2", T1, name="Sub", url="https://contoso.sharepoint.com/sites/team/sub",
-             parent_external_id="s-1")
+    b.object(
+        ObjectKind.SITE,
+        "s-2",
+        T1,
+        name="Sub",
+        url="https://contoso.sharepoint.com/sites/team/sub",
+        parent_external_id="s-1",
+    )
     lib = {"driveId": "lib1"}
-    await b.page(team, T1, [
-        Entry("lib1", EntryKind.LIBRARY, None, name="Shared Documents", extras={"description": "Docs"}),
-        Entry("list1", EntryKind.LIST, None, name="Tasks"),
-        Entry("doc1", EntryKind.DOCUMENT, "lib1", FILES["doc1"], name="spec.docx", extras=lib),
-        Entry("fold1", EntryKind.FOLDER, "lib1", name="Reports", item_class="LibraryFolder"),
-        Entry("doc2", EntryKind.DOCUMENT, "fold1", FILES["doc2"], name="q1.xlsx", extras=lib),
-        Entry("li1", EntryKind.ITEM, "list1", b'{"Title": "Task 1"}', name="Task 1", subject="Task 1",
-              extras={"version": "1.0"}),
-    ])
+    await b.page(
+        team,
+        T1,
+        [
+            Entry("lib1", EntryKind.LIBRARY, None, name="Shared Documents", extras={"description": "Docs"}),
+            Entry("list1", EntryKind.LIST, None, name="Tasks"),
+            Entry("doc1", EntryKind.DOCUMENT, "lib1", FILES["doc1"], name="spec.docx", extras=lib),
+            Entry("fold1", EntryKind.FOLDER, "lib1", name="Reports", item_class="LibraryFolder"),
+            Entry("doc2", EntryKind.DOCUMENT, "fold1", FILES["doc2"], name="q1.xlsx", extras=lib),
+            Entry(
+                "li1",
+                EntryKind.ITEM,
+                "list1",
+                b'{"Title": "Task 1"}',
+                name="Task 1",
+                subject="Task 1",
+                extras={"version": "1.0"},
+            ),
+        ],
+    )
 
 
 def _databases(param: str, tmp: Path) -> Any:
@@ -219,4 +325,3 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             yield Env(client, clock, org.json()["id"], repo_id, path, password, db_url, tokens)
         finally:
             client.__exit__(None, None, None)
-

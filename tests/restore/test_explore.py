@@ -41,7 +41,12 @@ def test_folders_by_parent_and_flat(env: Env) -> None:
     assert one["_links"]["parent"]["href"].endswith("/mailboxes/u-alice/folders/f-inbox")
     # At T3 the Projects folder was deleted with its contents.
     later = env.explore("vex", T3)
-    assert ids(env.get(R.format(sid=later) + "/Mailboxes/u-alice/Folders")) == ["f-inbox", "f-sent", "f-cal", "f-con"]
+    assert ids(env.get(R.format(sid=later) + "/Mailboxes/u-alice/Folders")) == [
+        "f-inbox",
+        "f-sent",
+        "f-cal",
+        "f-con",
+    ]
     deleted = env.explore("vex", T3, showDeleted="true")
     flat = env.get(R.format(sid=deleted) + "/Mailboxes/u-alice/Folders")
     assert ids(flat) == ["f-inbox", "f-sent", "f-proj", "f-cal", "f-con"]
@@ -88,7 +93,11 @@ def test_item_fields_per_class(env: Env) -> None:
     assert "from" not in appointment
     contact = env.get(base + "/c1")
     assert contact["itemClass"] == "IPM.Contact"
-    assert (contact["fullName"], contact["email"], contact["company"]) == ("Dan Smith", "dan@example.com", "ACME")
+    assert (contact["fullName"], contact["email"], contact["company"]) == (
+        "Dan Smith",
+        "dan@example.com",
+        "ACME",
+    )
     everything = env.get(base)
     assert ids(everything) == ["m2", "m5", "e1", "c1", "m4"]
 
@@ -123,10 +132,16 @@ def test_onedrive_tree_with_versions(env: Env) -> None:
     assert ids(env.get(root + "/u-alice/Documents", parentId="null")) == ["b-bin"]
     docs = env.get(root + "/u-alice/Documents", parentId="d-docs")
     assert ids(docs) == ["a-txt"]
-    assert docs["results"][0]["sizeBytes"] == len(b"version two, longer") and docs["results"][0]["version"] == "2.0"
+    assert (
+        docs["results"][0]["sizeBytes"] == len(b"version two, longer")
+        and docs["results"][0]["version"] == "2.0"
+    )
     versions = env.explore("veod", T2, showAllVersions=True)
     listed = env.get(R.format(sid=versions) + "/OneDrives/u-alice/Documents", parentId="d-docs")
-    assert [(r["id"].split("~v")[0], r["version"]) for r in listed["results"]] == [("a-txt", "1.0"), ("a-txt", "2.0")]
+    assert [(r["id"].split("~v")[0], r["version"]) for r in listed["results"]] == [
+        ("a-txt", "1.0"),
+        ("a-txt", "2.0"),
+    ]
     gone = env.explore("veod", T3)
     assert ids(env.get(R.format(sid=gone) + "/OneDrives/u-alice/Documents")) == ["a-txt"]
     shown = env.explore("veod", T3, showDeleted=True)
@@ -170,7 +185,10 @@ def test_unknown_elements_are_404(env: Env) -> None:
     assert env.client.get(base + "/Mailboxes/u-bob").status_code == 404  # not backed up yet at T1
     assert env.client.get(base + "/Mailboxes/u-alice/Items/m4").status_code == 404
     assert env.client.get(base + "/Mailboxes/u-alice/Folders", params={"parentId": "nope"}).status_code == 404
-    assert env.client.get(f"/v3/RestoreSessions/{'0' * 8}-0000-0000-0000-{'0' * 12}/Organization").status_code == 404
+    assert (
+        env.client.get(f"/v3/RestoreSessions/{'0' * 8}-0000-0000-0000-{'0' * 12}/Organization").status_code
+        == 404
+    )
 
 
 def test_sessions_are_private_to_their_owner(env: Env) -> None:

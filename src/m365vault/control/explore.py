@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,7 +74,7 @@ class _Live:
     """In-memory state of a Working session: paging positions, activity, operations in flight."""
 
     cursors: PageCursors = field(default_factory=PageCursors)
-    last_activity: float = 0.0  # time.monotonic()
+    last_activity: datetime | None = None  # by the injected clock
     in_flight: int = 0
     idle: threading.Event = field(default_factory=threading.Event)
     viewed: set[str] = field(default_factory=set)
@@ -191,7 +190,7 @@ class RestoreExplorer:
             if live is None:
                 live = self._live[session_id] = _Live()
                 live.idle.set()
-            live.last_activity = time.monotonic()
+            live.last_activity = self._s.clock()
             return live
 
     def viewed(self, tree: SessionTree, obj: ObjectInfo) -> None:
@@ -283,7 +282,7 @@ class RestoreExplorer:
             if live is None:
                 return
             live.in_flight -= 1
-            live.last_activity = time.monotonic()
+            live.last_activity = self._s.clock()
             if live.in_flight <= 0:
                 live.in_flight = 0
                 live.idle.set()
@@ -352,7 +351,7 @@ class RestoreExplorer:
                 last = self._last_activity(db, row)
                 if seen is not None:
                     # In-memory activity (reads record no events) moves the idle start forward.
-                    last = max(last, now - timedelta(seconds=time.monotonic() - seen))
+                    last = max(last, seen)
                 if last > cutoff:
                     continue
                 row.state = RestoreSessionState.Stopped.value

@@ -115,8 +115,16 @@ class RestoreActions:
         ]
 
     # ------------------------------------------------------------ mail: save, export
+    def mail_only(self, tree: SessionTree, selection: Selection) -> list[Picked]:
+        """The selection's messages (content = MIME); calendar items and contacts are left out."""
+        return [
+            p
+            for p in self.pick(tree, selection, (EntryKind.ITEM,))
+            if p.version.content_ref and is_message(p.version.metadata.item_class)
+        ]
+
     def save_mail(self, tree: SessionTree, selection: Selection, fmt: str, title: str) -> Download:
-        picked = [p for p in self.pick(tree, selection, (EntryKind.ITEM,)) if p.version.content_ref]
+        picked = self.mail_only(tree, selection)
         if not picked:
             raise InvalidRequest("There is nothing to save: the selection holds no item.")
         items = [
@@ -203,10 +211,9 @@ class RestoreActions:
     async def send_mail(
         self, tree: SessionTree, selection: Selection, request: SendRequest, title: str
     ) -> int:
-        picked = await in_thread(lambda: self.pick(tree, selection, (EntryKind.ITEM,)))
-        picked = [p for p in picked if p.version.content_ref]
+        picked = await in_thread(lambda: self.mail_only(tree, selection))
         if not picked:
-            raise InvalidRequest("There is nothing to send: the selection holds no item.")
+            raise InvalidRequest("There is nothing to send: the selection holds no message.")
         settings = await in_thread(lambda: self._smtp("email:vex"))
         to = request.to
         if to is None:
@@ -358,6 +365,21 @@ class RestoreActions:
         if drive is None:
             raise InvalidRequest(f"'{user}' has no OneDrive to restore to.")
         return str(drive["id"])
+
+
+NON_MIME_CLASSES = (
+    "ipm.appointment",
+    "ipm.contact",
+    "ipm.distlist",
+    "ipm.task",
+    "ipm.stickynote",
+    "ipm.activity",
+)
+
+
+def is_message(item_class: str | None) -> bool:
+    """Items whose backed-up content is the message's MIME (mail, meeting requests, reports)."""
+    return not (item_class or "IPM.Note").casefold().startswith(NON_MIME_CLASSES)
 
 
 def _library_of(p: Picked) -> str | None:

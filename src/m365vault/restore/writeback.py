@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from m365vault.catalog import VersionInfo
@@ -29,8 +28,6 @@ from m365vault.m365.client import segment
 from m365vault.restore.content import ContentReader
 
 log = logging.getLogger("m365vault.restore")
-
-MAIL_CLASSES_BY_MIME = ("IPM.Note",)  # item classes whose content is the message's MIME
 
 
 @dataclass
@@ -78,8 +75,11 @@ class MailSource:
     version: VersionInfo
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _is_message(item_class: str | None) -> bool:
+    cls = (item_class or "IPM.Note").casefold()
+    return not cls.startswith(
+        ("ipm.appointment", "ipm.contact", "ipm.distlist", "ipm.task", "ipm.stickynote")
+    )
 
 
 class MailRestorer:
@@ -106,6 +106,8 @@ class MailRestorer:
 
     async def _one(self, source: MailSource) -> None:
         version = source.version
+        if not _is_message(version.metadata.item_class):
+            raise ValueError(f"restoring {version.metadata.item_class} items is not supported yet")
         if self._target.in_place and self._target.folder is None:
             state = await self._original_state(version)
             if (
