@@ -134,6 +134,7 @@ class MailRestorer:
                 f"/users/{segment(self._target.user)}/messages/{segment(version.external_id)}",
                 scope=Scope.mailbox(self._target.user),
                 params={"$select": "id,subject,lastModifiedDateTime,parentFolderId"},
+                headers=writers.IMMUTABLE_IDS,
             )
         except GraphNotFound:
             return "deleted"
@@ -154,6 +155,7 @@ class MailRestorer:
                 folder = await self._client.get_json(
                     f"/users/{segment(user)}/mailFolders/{segment(source.version.parent_external_id)}",
                     scope=Scope.mailbox(user),
+                    headers=writers.IMMUTABLE_IDS,
                 )
                 return str(folder["id"])
             except GraphNotFound:
@@ -164,7 +166,9 @@ class MailRestorer:
             parent = await self._folder(parent, name)
         if parent is None:
             inbox = await self._client.get_json(
-                f"/users/{segment(user)}/mailFolders/inbox", scope=Scope.mailbox(user)
+                f"/users/{segment(user)}/mailFolders/inbox",
+                scope=Scope.mailbox(user),
+                headers=writers.IMMUTABLE_IDS,
             )
             parent = str(inbox["id"])
         return parent
