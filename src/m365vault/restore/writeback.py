@@ -17,10 +17,11 @@ overwritten), skipped (nothing to do or not selected by the flags), failed (the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from m365vault.catalog import VersionInfo
 from m365vault.m365 import GraphClient, GraphError, GraphNotFound, Scope, enumeration, writers
@@ -28,6 +29,8 @@ from m365vault.m365.client import segment
 from m365vault.restore.content import ContentReader
 
 log = logging.getLogger("m365vault.restore")
+S = TypeVar("S")
+CONCURRENCY = 4
 
 
 @dataclass
@@ -91,17 +94,13 @@ class MailRestorer:
         self._target = target
         self._options = options
         self._folders: dict[tuple[str | None, str], str] = {}
+        self._folder_lock = asyncio.Lock()  # items restore in parallel; each folder is made once
         self.stats = RestoreStats()
 
     async def restore(self, items: list[MailSource]) -> RestoreStats:
-        for source in items:
-            what = source.version.metadata.subject or source.version.external_id
-            try:
-                await self._one(source)
-            except GraphError as err:
-                self.stats.fail(what, err.reason)
-            except (ValueError, OSError) as err:
-                self.stats.fail(what, str(err))
+        await _bounded(
+            items, self._one, lambda s: s.version.metadata.subject or s.version.external_id, self.stats
+        )
         return self.stats
 
     async def _one(self, source: MailSource) -> None:
@@ -120,7 +119,8 @@ class MailRestorer:
         if version.content_ref is None:
             self.stats.skipped += 1
             return
-        folder_id = await self._destination(source)
+        async with self._folder_lock:
+            folder_id = await self._destination(source)
         mime = await self._reader.read(version)
         created = await writers.create_message_from_mime(self._client, self._target.user, folder_id, mime)
         if self._options.mark_unread and created.get("id"):
@@ -225,17 +225,13 @@ class FileRestorer:
         self._target = target
         self._options = options
         self._folders: dict[str, str] = {}
+        self._folder_lock = asyncio.Lock()
         self.stats = RestoreStats()
 
     async def restore(self, items: list[FileSource]) -> RestoreStats:
-        for source in items:
-            what = source.version.metadata.name or source.version.external_id
-            try:
-                await self._one(source)
-            except GraphError as err:
-                self.stats.fail(what, err.reason)
-            except (ValueError, OSError) as err:
-                self.stats.fail(what, str(err))
+        await _bounded(
+            items, self._one, lambda s: s.version.metadata.name or s.version.external_id, self.stats
+        )
         return self.stats
 
     async def _one(self, source: FileSource) -> None:
@@ -274,7 +270,8 @@ class FileRestorer:
                 await self._upload(v, item_id=str(existing["id"]))
             self.stats.merged += 1
             return
-        parent = await self._parent(source, in_place)
+        async with self._folder_lock:
+            parent = await self._parent(source, in_place)
         conflict: writers.ConflictBehavior = (
             "rename" if (existing is not None or not self._options.overwrite) else "replace"
         )
@@ -306,9 +303,11 @@ class FileRestorer:
             except GraphNotFound:
                 pass
         names = ([p for p in (self._target.folder or "").split("/") if p]) + source.path
-        root = await enumeration.find_drive_item(self._client, self._target.drive_id, "")
-        assert root is not None
-        parent = str(root["id"])
+        if "" not in self._folders:
+            root = await enumeration.find_drive_item(self._client, self._target.drive_id, "")
+            assert root is not None
+            self._folders[""] = str(root["id"])
+        parent = self._folders[""]
         walked = ""
         for name in names:
             walked = f"{walked}/{name}"
@@ -324,6 +323,25 @@ class FileRestorer:
                 )
             parent = self._folders[walked] = str(found["id"])
         return parent
+
+
+async def _bounded(
+    items: list[S], one: Callable[[S], Awaitable[None]], describe: Callable[[S], str], stats: RestoreStats
+) -> None:
+    """Restore items `CONCURRENCY` at a time (Graph's per-mailbox limit is 4 requests in flight);
+    an item's failure is counted and reported, never stops the others."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for source in pending:
+            try:
+                await one(source)
+            except GraphError as err:
+                stats.fail(describe(source), err.reason)
+            except (ValueError, OSError) as err:
+                stats.fail(describe(source), str(err))
+
+    await asyncio.gather(*(worker() for _ in range(min(CONCURRENCY, max(1, len(items))))))
 
 
 def _xor(item: dict[str, Any]) -> str | None:
