@@ -380,3 +380,80 @@ def test_file_restore_to_original_and_to_another_onedrive(tenant: Tenant) -> Non
             assert await read(client, drive["id"], f"Restored/From backup/{f['name']}") == data[f["id"]]
 
     tenant.run(check_copy)
+
+
+def test_sharepoint_documents_restore_in_place(tenant: Tenant) -> None:
+    at = NOW - timedelta(hours=4)
+
+    async def backup(
+        client: GraphClient, b: Backup
+    ) -> tuple[str, str, list[dict[str, Any]], dict[str, bytes]]:
+        site: dict[str, Any] | None = None
+        async for page in enumeration.list_sites(client):
+            site = site or (page.items[0] if page.items else None)
+        assert site is not None
+        libraries = [d async for d in enumeration.list_site_drives(client, site["id"])]
+        library = libraries[0]
+        children = await client.get_json(
+            f"/drives/{library['id']}/items/root/children", scope=Scope.sharepoint()
+        )
+        files = sorted((c for c in children["value"] if "file" in c), key=lambda c: c["size"])[:2]
+        data = {
+            f["id"]: b"".join([c async for c in graph_content.download_file(client, library["id"], f["id"])])
+            for f in files
+        }
+        obj = b.object(
+            ObjectKind.SITE, site["id"], at, name=site.get("displayName") or "site", url=site.get("webUrl")
+        )
+        lib = {"driveId": library["id"]}
+        entries = [Entry(library["id"], EntryKind.LIBRARY, None, name=library["name"], extras=lib)]
+        entries += [
+            Entry(f["id"], EntryKind.DOCUMENT, library["id"], data[f["id"]], name=f["name"], extras=lib)
+            for f in files
+        ]
+        await b.page(obj, at, entries)
+        return str(site["id"]), str(library["id"]), files, data
+
+    site_id, drive_id, files, data = asyncio.run(tenant.backup(backup))
+    assert len(files) == 2
+
+    async def damage(client: GraphClient) -> None:
+        await client.request("DELETE", f"/drives/{drive_id}/items/{files[0]['id']}", scope=Scope.sharepoint())
+
+    tenant.run(damage)
+    env = tenant.env
+    sid = env.explore("vesp")
+    base = R.format(sid=sid) + f"/Sites/{site_id}"
+    listed = env.get(base + "/Documents", parentId=drive_id)
+    assert sorted(d["id"] for d in listed["results"]) == sorted(f["id"] for f in files)
+    wrong = env.client.post(
+        base + "/Documents/Action",
+        json={"restoreTo": {"list": "Elsewhere", "documents": [{"id": files[0]["id"]}]}},
+    )
+    assert wrong.status_code == 400 and "library" in wrong.json()["message"]
+    body = {
+        "restoreTo": {
+            "userName": "admin",
+            "userPassword": "x",
+            "documentVersion": "last",
+            "documentLastVersionAction": "merge",
+            "restorePermissions": "true",
+            "documents": [{"Id": f["id"]} for f in files],
+        }
+    }
+    r = env.client.post(base + "/Documents/Action", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "createdItemsCount": 1,
+        "mergedItemsCount": 0,
+        "failedItemsCount": 0,
+        "skippedItemsCount": 1,
+    }
+
+    async def check(client: GraphClient) -> None:
+        item = await enumeration.find_drive_item(client, drive_id, files[0]["name"])
+        assert item is not None
+        got = b"".join([c async for c in graph_content.download_file(client, drive_id, item["id"])])
+        assert got == data[files[0]["id"]]
+
+    tenant.run(check)

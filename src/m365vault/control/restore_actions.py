@@ -63,6 +63,7 @@ class DocumentRestoreRequest:
     target_object: str | None = None  # copyTo / restoreTo: OneDrive (user id) or site id
     folder: str | None = None
     options: FileOptions = field(default_factory=FileOptions)
+    library: str | None = None  # Vesp restoreTo `list`: must name the documents' own library
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,14 @@ class RestoreActions:
             return out
 
         pairs = await in_thread(collect)
+        if request.library is not None:
+            wanted = request.library.casefold()
+            others = {p.path[0] for p, _ in pairs if p.path and p.path[0].casefold() != wanted}
+            if others:
+                raise InvalidRequest(
+                    f"Restoring into another library than '{sorted(others)[0]}' is not supported yet; "
+                    "name the documents' own library in 'list' or leave it out."
+                )
         credentials = await in_thread(lambda: self._x.credentials(tree))
 
         async def work() -> RestoreStats:

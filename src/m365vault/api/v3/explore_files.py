@@ -163,7 +163,7 @@ async def _document_action(
             raise BadInput(
                 "Restoring to another site ('alias') is not supported yet; omit it to restore in place."
             )
-        request = DocumentRestoreRequest(in_place=True, options=options)
+        request = DocumentRestoreRequest(in_place=True, options=options, library=parsed.text("list"))
     return stats_response(await actions.restore_documents(tree, selection, request, title))
 
 
