@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import mailbox
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -295,3 +296,36 @@ def test_idle_sessions_stop_by_themselves(env: Env) -> None:
     explorer.expire_idle()
     env.relogin()
     assert env.get(f"/v3/RestoreSessions/{busy}")["state"] == "Stopped"
+
+
+def test_stop_waits_for_operations_in_flight(env: Env) -> None:
+    """Working -> Stopping while an operation runs -> Stopped once it ends."""
+    import threading
+    import uuid as uuid_
+
+    from sqlalchemy import select
+
+    from m365vault.control.accounts import Principal
+    from m365vault.db.config_tables import User
+
+    control = env.client.app.state.control  # type: ignore[attr-defined]
+    explorer = env.client.app.state.restore  # type: ignore[attr-defined]
+    sid = env.explore("vex")
+    with control.services.unit_of_work() as db:
+        user = db.scalars(select(User).where(User.name == "admin")).one()
+        principal = Principal(user.id, user.name)
+    session_id = uuid_.UUID(sid)
+    explorer._begin(session_id)  # an operation (say a long restore) is running
+    stopper = threading.Thread(target=control.restore_sessions.stop, args=(principal, session_id))
+    stopper.start()
+    deadline = time.monotonic() + 10
+    while env.get(f"/v3/RestoreSessions/{sid}")["state"] != "Stopping" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert env.get(f"/v3/RestoreSessions/{sid}")["state"] == "Stopping"
+    assert env.client.get(R.format(sid=sid) + "/Mailboxes").status_code == 400  # no new work meanwhile
+    assert stopper.is_alive()
+    explorer._end(session_id)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    session = env.get(f"/v3/RestoreSessions/{sid}")
+    assert session["state"] == "Stopped" and "endTime" in session

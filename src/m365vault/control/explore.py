@@ -32,6 +32,7 @@ from m365vault.catalog import (
 from m365vault.control.accounts import Principal
 from m365vault.control.enums import RestoreSessionState, RestoreSessionType
 from m365vault.control.errors import Forbidden, InvalidRequest, NotFound
+from m365vault.control.organizations import Organizations
 from m365vault.control.ports import TenantCredentials
 from m365vault.control.services import Services, in_thread
 from m365vault.db.config_tables import RestoreSession, RestoreSessionEvent
@@ -137,9 +138,7 @@ class SessionTree:
                 obj, (EntryKind.FOLDER, EntryKind.LIST, EntryKind.LIBRARY), parent
             )
             if container is None:
-                container = self.explorer._reader.version_at(
-                    obj.id, parent, self.explorer.scope.at, show_deleted=True
-                )
+                container = self.explorer.last_known(obj, parent)
             if container is None:
                 break
             names.insert(0, container.metadata.name or container.external_id)
@@ -212,8 +211,7 @@ class RestoreExplorer:
         )
 
     def credentials(self, tree: SessionTree) -> TenantCredentials:
-        from m365vault.control.organizations import Organizations
-
+        """The organization's application credentials: they do the writing of every restore."""
         return Organizations(self._s).credentials(tree.organization_id)
 
     def content(self, obj: ObjectInfo) -> ContentReader:
@@ -244,11 +242,12 @@ class RestoreExplorer:
         return result
 
     def download(self, tree: SessionTree, kind: str, title: str, download: Download) -> Download:
-        """A streamed output: its event is written when the stream ends (or fails, or the client leaves)."""
-        self._begin(tree.session_id)
-        start = self._s.clock()
+        """A streamed output: in flight from its first byte, its event written when the stream ends
+        (or fails, or the client leaves). A stream never started holds nothing open."""
 
         async def chunks() -> AsyncIterator[bytes]:
+            self._begin(tree.session_id)
+            start = self._s.clock()
             sent = 0
             status, message = "Failed", "The download was interrupted."
             try:

@@ -108,10 +108,9 @@ class RestoreActions:
 
     def _history(self, tree: SessionTree, picked: Picked) -> list[VersionInfo]:
         """Older versions of a document seen by the session's point in time, oldest first."""
-        reader = tree.explorer._reader
         return [
             v
-            for v in reader.history(picked.obj.id, picked.version.external_id)
+            for v in tree.explorer.history(picked.obj, picked.version.external_id)
             if v.first_seen < picked.version.first_seen and v.content_ref is not None
         ]
 

@@ -177,6 +177,14 @@ class Explorer:
             return None
         return found
 
+    def history(self, obj: ObjectInfo, external_id: str) -> list[VersionInfo]:
+        """Every version of an element seen by the point in time, oldest first."""
+        return [v for v in self._reader.history(obj.id, external_id) if v.first_seen <= self.scope.at]
+
+    def last_known(self, obj: ObjectInfo, external_id: str) -> VersionInfo | None:
+        """The element as last seen by the point in time, even if deleted by then (for paths)."""
+        return self._reader.version_at(obj.id, external_id, self.scope.at, show_deleted=True)
+
     def walk(
         self,
         obj: ObjectInfo,
