@@ -5,6 +5,7 @@ delete and change things in the tenant, restore through the v3 API, verify the t
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from m365vault.m365 import ClientSecret, GraphClient, Scope, TenantSettings, enu
 from m365vault.m365 import content as graph_content
 from m365vault.repository import Repository
 from m365vault.repository.backends.location import open_backend
-from tests.restore.backup import Backup, Entry
+from tests.restore.backup import Backup, Entry, make_mime
 from tests.restore.conftest import NOW, Env, default_repository, init_repository, org_body, start_env
 from tests.support.net import free_port
 from tests.support.processes import ChildProcess
@@ -455,5 +456,63 @@ def test_sharepoint_documents_restore_in_place(tenant: Tenant) -> None:
         assert item is not None
         got = b"".join([c async for c in graph_content.download_file(client, drive_id, item["id"])])
         assert got == data[files[0]["id"]]
+
+    tenant.run(check)
+
+
+def test_message_over_the_mime_cap_goes_back_through_the_json_route(tenant: Tenant) -> None:
+    other = tenant.users[1]
+    at = NOW - timedelta(hours=3)
+    payload = os.urandom(5 * 1024 * 1024)
+    mime = make_mime("Huge scan", "The scan is attached.\n", attachment=payload)
+
+    async def backup(client: GraphClient, b: Backup) -> None:
+        obj = b.object(ObjectKind.MAILBOX, "u-left-company", at, name="Gone", email="gone@fabrikam.com")
+        await b.page(
+            obj,
+            at,
+            [
+                Entry("big-inbox", EntryKind.FOLDER, None, name="Inbox", item_class="Mail"),
+                Entry(
+                    "big-1",
+                    EntryKind.ITEM,
+                    "big-inbox",
+                    mime,
+                    subject="Huge scan",
+                    item_class="IPM.Note",
+                    received_at=at,
+                ),
+            ],
+        )
+
+    asyncio.run(tenant.backup(backup))
+    env = tenant.env
+    sid = env.explore("vex")
+    body = {"restoreTo": {"mailbox": other["id"], "folder": "Big restore", "items": [{"id": "big-1"}]}}
+    r = env.client.post(R.format(sid=sid) + "/Mailboxes/u-left-company/Items/Action", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "createdItemsCount": 1,
+        "mergedItemsCount": 0,
+        "failedItemsCount": 0,
+        "skippedItemsCount": 0,
+    }
+
+    async def check(client: GraphClient) -> None:
+        oid = other["id"]
+        top = [f async for f in enumeration.list_mail_folders(client, oid)]
+        folder = next(f for f in top if f["displayName"] == "Big restore")
+        inner = [f async for f in enumeration.list_mail_folders(client, oid, folder["id"])]
+        (message,) = await _inbox(client, oid, inner[0]["id"])
+        assert message["subject"] == "Huge scan"
+        listed = await client.get_json(
+            f"/users/{oid}/messages/{message['id']}/attachments", scope=Scope.mailbox(oid)
+        )
+        (attachment,) = listed["value"]
+        assert attachment["name"] == "data.bin" and attachment["size"] == len(payload)
+        data = b"".join(
+            [c async for c in graph_content.attachment_content(client, oid, message["id"], attachment["id"])]
+        )
+        assert data == payload
 
     tenant.run(check)

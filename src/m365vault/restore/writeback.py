@@ -2,6 +2,7 @@
 
 Mail goes back through Graph's MIME route, so the restored message is the backed-up MIME byte for
 byte (Graph only adds its own transport headers); Exchange stores such a message as a draft.
+Messages over the route's 4 MB request cap go through the JSON route (`large_mail`).
 Files go back through uploads, so a restored file is byte-identical; with documentVersion "all"
 every backed-up version up to the chosen one is uploaded oldest first, so the file's history in
 the tenant follows the backup's.
@@ -27,6 +28,7 @@ from m365vault.catalog import VersionInfo
 from m365vault.m365 import GraphClient, GraphError, GraphNotFound, Scope, enumeration, writers
 from m365vault.m365.client import segment
 from m365vault.restore.content import ContentReader
+from m365vault.restore.large_mail import create_from_large_mime
 
 log = logging.getLogger("m365vault.restore")
 S = TypeVar("S")
@@ -122,7 +124,12 @@ class MailRestorer:
         async with self._folder_lock:
             folder_id = await self._destination(source)
         mime = await self._reader.read(version)
-        created = await writers.create_message_from_mime(self._client, self._target.user, folder_id, mime)
+        if (len(mime) + 2) // 3 * 4 <= writers.MAX_REQUEST_BYTES:
+            created = await writers.create_message_from_mime(self._client, self._target.user, folder_id, mime)
+        else:
+            created = await create_from_large_mime(
+                self._client, self._target.user, folder_id, mime, received=version.metadata.received_at
+            )
         if self._options.mark_unread and created.get("id"):
             await writers.set_message_read(self._client, self._target.user, str(created["id"]), False)
         self.stats.created += 1
