@@ -318,11 +318,14 @@ class RestoreExplorer:
 
     # ------------------------------------------------------------ lifecycle
     def quiesce(self, session_id: uuid.UUID, timeout: float = 600.0) -> None:
-        """Wait (blocking) until the session has no operation in flight; used by stop."""
+        """Wait (blocking) until the session has no operation in flight; used by stop, which has
+        already moved the session to Stopping."""
         with self._lock:
             live = self._live.get(session_id)
         if live is not None:
             live.idle.wait(timeout)
+        # The session is Stopping: nothing new starts on it, so its in-memory state can go.
+        self.forget(session_id)
 
     def forget(self, session_id: uuid.UUID) -> None:
         with self._lock:
