@@ -106,3 +106,21 @@ def test_idle_session_stops_by_itself(server: Server) -> None:
     assert state == "Stopped"
     events = server.client.get(f"/v3/RestoreSessions/{sid}/Events").json()["results"]
     assert "without activity" in events[-1]["message"]
+
+
+def test_paging_and_versions_over_https(server: Server) -> None:
+    sid = explore(server, type="vex", datetime=T2.isoformat(), showAllVersions="true")
+    walked: list[str] = []
+    url: str | None = f"/v3/RestoreSessions/{sid}/Organization/Mailboxes/u-alice/Items?limit=3"
+    while url is not None:
+        page = server.client.get(url).json()
+        assert page["limit"] == 3 and len(page["results"]) <= 3
+        walked += [i["id"].split("~v")[0] for i in page["results"]]
+        url = page["_links"].get("next", {}).get("href")
+    assert walked == ["m1", "m2", "m2", "m3", "m5", "e1", "c1", "m4"]
+    bad = server.client.get(
+        f"/v3/RestoreSessions/{sid}/Organization/Mailboxes/u-alice/Items", params={"limit": "x"}
+    )
+    assert bad.status_code == 400 and "message" in bad.json()
+    wrong = server.client.get(f"/v3/RestoreSessions/{sid}/Organization/Sites")
+    assert wrong.status_code == 400
