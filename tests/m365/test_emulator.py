@@ -294,19 +294,32 @@ async def test_throttling_storm_costs_time_not_data(emu: Emulator) -> None:
         some = sorted({mid for ids in box.ids().values() for mid in ids})[:12]
         baseline = {mid: await read_mime(client, user, mid) for mid in some}
 
-    # The server admits 2 concurrent requests per mailbox; the connector runs up to 4.
-    emu.admin("POST", "config", {"latencyMs": 40, "throttle": {"enabled": True, "mailboxConcurrency": 2}})
-    transport = CountingTransport(verify=tls_verification(str(emu.cert)))
-    async with connect(emu, transport=transport) as client:
-        stormy = Mailbox(user)
-        got = await asyncio.gather(stormy.sync(client), *(read_mime(client, user, mid) for mid in some))
-        lane = client.lane(Scope.mailbox(user))
-    assert dict(zip(some, got[1:], strict=True)) == baseline
-    assert stormy.ids() == box.ids()
-    throttled = transport.statuses.count(429) / len(transport.statuses)
-    print(f"storm: {throttled:.0%} of {len(transport.statuses)} answers were 429; lane paused {lane.pauses}x")
-    assert throttled >= 0.3, f"only {throttled:.0%} of {len(transport.statuses)} answers were 429"
-    assert lane.pauses > 0 and lane.max_in_flight <= 4
+    # The server admits 1 request at a time per mailbox. Four clients (four processes, or other
+    # apps on the same mailbox) each start at 4: a storm in which 429s are the norm at first.
+    emu.admin("POST", "config", {"latencyMs": 40, "throttle": {"enabled": True, "mailboxConcurrency": 1}})
+    transports = [CountingTransport(verify=tls_verification(str(emu.cert))) for _ in range(4)]
+    clients = [connect(emu, transport=t) for t in transports]
+    try:
+        boxes = [Mailbox(user) for _ in clients]
+        got = await asyncio.gather(
+            *(b.sync(c) for b, c in zip(boxes, clients, strict=True)),
+            *(read_mime(clients[i % 4], user, mid) for i, mid in enumerate(some)),
+        )
+        lanes = [c.lane(Scope.mailbox(user)) for c in clients]
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert dict(zip(some, got[4:], strict=True)) == baseline
+    assert all(b.ids() == box.ids() for b in boxes)
+    statuses = [s for t in transports for s in t.statuses]
+    throttled = statuses.count(429) / len(statuses)
+    print(
+        f"storm: {throttled:.0%} of {len(statuses)} answers were 429; lanes paused "
+        f"{[lane.pauses for lane in lanes]}x, caps now {[lane.limit for lane in lanes]}"
+    )
+    # Typically 30-35 % (measured); the bound leaves room for scheduling noise on a busy machine.
+    assert throttled >= 0.25, f"only {throttled:.0%} of {len(statuses)} answers were 429: no storm"
+    assert all(lane.limit < 4 for lane in lanes)  # each client learned to send fewer at a time
 
 
 async def test_random_5xx_and_dropped_connections(emu: Emulator) -> None:
@@ -352,16 +365,19 @@ async def test_token_expiry_in_the_middle_of_a_delta_round(emu: Emulator) -> Non
     async with connect(emu) as client:
         user = (await mailbox_users(client))[0]
         truth = await mailbox_truth(client, user)
-    emu.admin("POST", "config", {"tokenLifetimeSeconds": 1, "latencyMs": 120})
+    emu.admin("POST", "config", {"tokenLifetimeSeconds": 1, "latencyMs": 200})
 
     refreshing = CachedTokenProvider(MsalTokenSource(settings))
     frozen = CachedTokenProvider(MsalTokenSource(settings), timer=Frozen())
+    # One folder, two messages a page, 200 ms a page: a round of well over a token's lifetime.
+    folder = max(truth, key=lambda fid: len(truth[fid]))
+    assert len(truth[folder]) >= 20
     for provider in (refreshing, frozen):
         async with GraphClient.for_tenant(settings, tokens=provider) as client:
-            box = Mailbox(user)
-            await box.sync(client, page_size=4)
+            messages = Collection()
+            await messages.sync(lambda **kw: messages_delta(client, user, folder, page_size=2, **kw))
         await provider.aclose()
-        assert box.ids() == truth
+        assert set(messages.items) == truth[folder]
         assert provider.fetch_count >= 2, "the token never expired during the round"
 
 
