@@ -83,7 +83,8 @@ def run(settings: Settings, host: str, port: int, *, https: bool, client_cert: P
     ]
     if ignored:
         print(
-            f"note: {settings.state_dir} already holds a tenant; {', '.join(ignored)} apply only to a new state dir"
+            f"note: {settings.state_dir} already holds a tenant; "
+            f"{', '.join(ignored)} apply only to a new state dir"
         )
     scheme = "https" if https else "http"
     base = f"{scheme}://{host}:{port}"
