@@ -68,7 +68,11 @@ class CountingTransport(httpx.AsyncHTTPTransport):
         self.statuses: list[int] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
+        try:
+            response = await super().handle_async_request(request)
+        except httpx.TransportError:
+            self.statuses.append(0)  # a dropped connection
+            raise
         self.statuses.append(response.status_code)
         return response
 
@@ -572,3 +576,37 @@ async def test_calendar_and_contacts_rounds(emu: Emulator) -> None:
                 )
             }
             assert set(contacts.items) == listed
+
+
+async def test_uploads_survive_faults(emu: Emulator) -> None:
+    transport = CountingTransport(verify=tls_verification(str(emu.cert)))
+    async with connect(emu, transport=transport) as client:
+        user = (await mailbox_users(client))[0]
+        drive = await get_user_drive(client, user)
+        assert drive is not None
+        root = await client.get_json(f"/drives/{drive['id']}/root", scope=Scope.sharepoint())
+        target = await create_drive_folder(client, drive["id"], root["id"], f"Faulty {uuid.uuid4().hex[:8]}")
+        size = 12_000_000  # four fragments
+        uploaded = []
+        emu.admin("POST", "config", {"faultRate": 0.25, "enforceUploadFragmentMultiple": True})
+        start = len(transport.statuses)
+        # Upload until the faults have struck at least twice (the fault sequence is seeded, not timed).
+        for n in range(6):
+            uploaded.append(
+                await upload_file(
+                    client,
+                    drive["id"],
+                    parent_id=target["id"],
+                    name=f"big{n}.bin",
+                    size=size,
+                    content=byte_stream(size),
+                )
+            )
+            if sum(1 for st in transport.statuses[start:] if st == 0 or st >= 500) >= 2:
+                break
+        emu.admin("POST", "config", {"faultRate": 0.0})
+        faults = sum(1 for st in transport.statuses[start:] if st == 0 or st >= 500)
+        assert faults >= 2, "the fault knob never struck an upload"
+        for item in uploaded:
+            assert item["size"] == size
+            assert await read_file_checked(client, drive["id"], item) == pattern_bytes(0, size)
