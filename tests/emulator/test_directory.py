@@ -111,3 +111,12 @@ def test_unknown_route_and_method(graph: httpx.Client) -> None:
     assert graph.get("/nothingHere").status_code == 400
     r = graph.put("/users")
     assert r.status_code == 405 and r.json()["error"]["code"] == "Request_BadRequest"
+
+
+def test_links_follow_forwarded_host(graph: httpx.Client) -> None:
+    page = graph.get(
+        "/users",
+        params={"$top": "2"},
+        headers={"X-Forwarded-Host": "graph.example.test", "X-Forwarded-Proto": "https"},
+    ).json()
+    assert page["@odata.nextLink"].startswith("https://graph.example.test/v1.0/users?")

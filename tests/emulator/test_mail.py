@@ -371,3 +371,24 @@ def test_payloads_of_the_wrong_shape_are_rejected_cleanly(graph: httpx.Client, e
     assert graph.get(f"/users/{uid}/messages/{mid}").json() == before
     r = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"singleValueExtendedProperties": 5})
     assert r.status_code == 400
+
+
+def test_folder_counts_follow_moves_deletes_and_creates(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 4)
+
+    def total(folder: str) -> int:
+        return int(graph.get(f"/users/{uid}/mailFolders/{folder}").json()["totalItemCount"])
+
+    inbox, archive = total("inbox"), total("archive")
+    mids = [
+        m["id"]
+        for m in graph.get(f"/users/{uid}/mailFolders/inbox/messages", params={"$top": "3"}).json()["value"]
+    ]
+    graph.post(f"/users/{uid}/messages/{mids[0]}/move", json={"destinationId": "archive"}, headers=IMMUTABLE)
+    graph.post(f"/users/{uid}/messages/{mids[1]}/move", json={"destinationId": "archive"})
+    graph.delete(f"/users/{uid}/messages/{mids[2]}")
+    graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"subject": "counted"})
+    assert total("inbox") == inbox - 3 + 1
+    assert total("archive") == archive + 2
+    listed = graph.get(f"/users/{uid}/mailFolders/archive/messages", params={"$top": "1000"}).json()["value"]
+    assert len(listed) == archive + 2

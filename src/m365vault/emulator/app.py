@@ -197,12 +197,12 @@ class Emulator:
             ):
                 req.params = {"tenant": parts[0]}
                 return auth.token(w, req)
-            if low.startswith("/_upload/"):
-                return self._upload(req, path.split("/")[2])
             graph = low.startswith("/v1.0/") or low == "/v1.0"
             download = low.startswith("/_download/")
-            if not (graph or download):
+            upload = low.startswith("/_upload/")
+            if not (graph or download or upload):
                 raise GraphError(404, "NotFound", f"No such endpoint: {path}")
+            # Faults strike before any work, so a failed upload fragment is not applied.
             fault = self.limiter.fault()
             if fault == "drop":
                 return Resp(200, _dropped(), {"Content-Length": "1024"})
@@ -214,6 +214,8 @@ class Emulator:
                     "Injected fault.",
                     headers={"Retry-After": "1"} if fault == "503" else {},
                 )
+            if upload:
+                return self._upload(req, path.split("/")[2])
             if download:
                 await self._latency()
                 with w.store.lock:

@@ -110,7 +110,18 @@ class Mail:
         self, user: User, fid: str, state: dict[str, Any], all_folders: list[tuple[str, dict[str, Any]]]
     ) -> dict[str, Any]:
         view = self.message_view(user, fid, state)
-        live, touched_base = self.w.store.count_live_and_touched_base(view.key, self._is_base_message)
+        number = state.get("_num")
+
+        def own_base(item_id: str) -> bool:  # a generated message of this very folder
+            parsed = ids.parse(self.w.seed, "AAMk", item_id)
+            return (
+                parsed is not None
+                and parsed[0] == K_MESSAGE
+                and parsed[1][:2] == (user.index, number)
+                and parsed[1][2] < view.base_count
+            )
+
+        live, touched_base = self.w.store.count_live_and_touched_base(view.key, own_base)
         total = view.base_count - touched_base + live
         return {
             "id": fid,
@@ -124,10 +135,6 @@ class Mail:
         }
 
     # ------------------------------------------------------------------ messages
-    def _is_base_message(self, item_id: str) -> bool:
-        parsed = ids.parse(self.w.seed, "AAMk", item_id)
-        return parsed is not None and parsed[0] == K_MESSAGE
-
     def message_view(self, user: User, fid: str, folder_state: dict[str, Any]) -> View:
         # Created folders have no generated messages (count 0, so number is never used for them).
         number = int(folder_state.get("_num", 0))

@@ -70,6 +70,22 @@ def build(settings: Settings, client_cert: Path | None = None) -> tuple[World, E
 
 def run(settings: Settings, host: str, port: int, *, https: bool, client_cert: Path | None = None) -> None:
     world, app = build(settings, client_cert)
+    kept = world.settings
+    ignored = [
+        flag
+        for flag, given, stored in (
+            ("--tenant", settings.tenant, kept.tenant),
+            ("--seed", settings.seed, kept.seed),
+            ("--scale", settings.scale, kept.scale),
+            ("--client-id", settings.client_id or kept.client_id, kept.client_id),
+        )
+        if given != stored
+    ]
+    if ignored:
+        print(
+            f"note: {settings.state_dir} already holds a tenant; "
+            f"{', '.join(ignored)} apply only to a new state dir"
+        )
     scheme = "https" if https else "http"
     base = f"{scheme}://{host}:{port}"
     print(f"tenant:        {world.tenant.domain} ({world.tenant.tenant_id})")

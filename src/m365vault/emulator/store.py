@@ -175,6 +175,14 @@ class Store:
                 touched_base += 1
         return live, touched_base
 
+    def history(self, collection: str, item_id: str) -> list[tuple[int, float, dict[str, Any] | None]]:
+        """Every journal row of one item in one collection, oldest first: (seq, ts, state)."""
+        rows = self._db.execute(
+            "SELECT seq, ts, state FROM journal WHERE collection = ? AND item_id = ? ORDER BY seq",
+            (collection, item_id),
+        )
+        return [(int(s), float(t), _load(x)) for s, t, x in rows]
+
     def children(self, collection: str, parent: str) -> list[tuple[str, dict[str, Any]]]:
         rows = self._db.execute(
             "SELECT item_id, state FROM items WHERE collection = ? AND parent = ? "
