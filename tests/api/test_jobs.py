@@ -189,6 +189,12 @@ def test_malformed_actions_are_400_and_change_nothing(
     assert api.get("/v3/RestoreSessions", params={"limit": 10000}).json()["results"] == sessions_before
 
 
+def test_unknown_organization_comes_before_run_now(api: httpx.Client, repo_id: str) -> None:
+    body = {"name": unique("j"), "backupType": "EntireOrganization", "repositoryId": repo_id, "runNow": True}
+    assert api.post(f"/v3/Organizations/{uuid.uuid4()}/Jobs", json=body).status_code == 404
+    assert api.put(f"/v3/Jobs/{uuid.uuid4()}", json={"runNow": True}).status_code == 404
+
+
 def test_actions_on_unknown_job_are_404(api: httpx.Client) -> None:
     for action in ("enable", "disable", "start", "stop"):
         r = api.post(f"/v3/Jobs/{uuid.uuid4()}/Action", json={action: None})
