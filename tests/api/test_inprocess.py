@@ -231,6 +231,10 @@ def test_organization_credentials_are_verified_by_the_wired_verifier(world: Worl
         world.verifier.seen[-1].application_secret == "accepted-secret"
         and world.verifier.seen[-1].region == "Germany"
     )
+    # A duplicate is refused without bothering the tenant.
+    asked = len(world.verifier.seen)
+    assert world.client.post("/v3/Organizations", json=body, headers=auth).status_code == 400
+    assert len(world.verifier.seen) == asked
     users = world.client.get(f"/v3/Organizations/{org_id}/Users", params={"limit": 2}, headers=auth).json()
     assert [u["id"] for u in users["results"]] == ["u0", "u1"] and "next" in users["_links"]
     assert users["results"][0]["_links"]["onedrives"]["href"].endswith(
