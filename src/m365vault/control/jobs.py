@@ -263,7 +263,10 @@ class Jobs:
 
         await in_thread(check)
         assert self._s.backup_runner is not None
-        return await self._s.backup_runner.start(job_id)
+        try:
+            return await self._s.backup_runner.start(job_id)
+        except ValueError as exc:  # lost a race with another start
+            raise InvalidRequest(str(exc)) from exc
 
     async def stop(self, job_id: uuid.UUID) -> None:
         def running() -> uuid.UUID:
@@ -280,7 +283,10 @@ class Jobs:
 
         session_id = await in_thread(running)
         assert self._s.backup_runner is not None
-        await self._s.backup_runner.stop(job_id, session_id)
+        try:
+            await self._s.backup_runner.stop(job_id, session_id)
+        except ValueError as exc:  # the run ended meanwhile
+            raise InvalidRequest(str(exc)) from exc
 
     # ------------------------------------------------------------ rules
     def _place(self, db: Session, job: Job, repository_id: uuid.UUID, proxy_id: uuid.UUID | None) -> None:
