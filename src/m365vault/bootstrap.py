@@ -8,13 +8,12 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
-from m365vault.api.app import create_app
 from m365vault.clock import Clock, utcnow
 from m365vault.control.accounts import ThrottlePolicy
 from m365vault.control.facade import Control
@@ -25,6 +24,9 @@ from m365vault.db import migrate
 from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
 from m365vault.secretbox import open_secretbox
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
 log = logging.getLogger("m365vault.bootstrap")
@@ -114,6 +116,8 @@ def ensure_defaults(
 def build_app(
     config: ServerConfig, admin_user: str | None = None, admin_password: str | None = None
 ) -> tuple[FastAPI, FirstStart]:
+    from m365vault.api.app import create_app  # the web stack, only for the server
+
     engine = open_database(config)
     control = build_control(config, engine)
     first = ensure_defaults(control, config.data_dir, admin_user, admin_password)
