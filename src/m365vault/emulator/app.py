@@ -293,8 +293,11 @@ class Emulator:
             await send({"type": "http.response.body", "body": payload})
             return
         assert isinstance(body, Iterator)
-        for chunk in body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except DroppedConnection:
+            return  # an unfinished response: the server closes the connection (fault injection)
         await send({"type": "http.response.body", "body": b""})
 
     # ------------------------------------------------------------------ admin

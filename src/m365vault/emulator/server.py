@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from pathlib import Path
 
 import uvicorn
@@ -102,4 +103,13 @@ def run(settings: Settings, host: str, port: int, *, https: bool, client_cert: P
         print(f"certificate:   {cert}")
         kwargs = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     print(f"base url:      {base}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **kwargs)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, **kwargs)  # type: ignore[arg-type]
+    logging.getLogger("uvicorn.error").addFilter(_QuietInjectedDrops())
+    uvicorn.Server(config).run()
+
+
+class _QuietInjectedDrops(logging.Filter):
+    """Dropped connections are injected on purpose (faultRate); uvicorn need not report them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
