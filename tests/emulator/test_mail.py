@@ -392,3 +392,28 @@ def test_folder_counts_follow_moves_deletes_and_creates(graph: httpx.Client, emu
     assert total("archive") == archive + 2
     listed = graph.get(f"/users/{uid}/mailFolders/archive/messages", params={"$top": "1000"}).json()["value"]
     assert len(listed) == archive + 2
+
+
+def test_delta_change_type_and_received_filter(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 3)
+    url = f"/users/{uid}/mailFolders/sentitems/messages/delta"
+    links = {}
+    for kind in ("created", "updated", "deleted"):
+        _, links[kind], _ = drain(graph, url, IMMUTABLE, {"changeType": kind})
+    every, _, _ = drain(graph, url, IMMUTABLE, {"$select": "receivedDateTime"})
+    cut = sorted(m["receivedDateTime"] for m in every)[len(every) // 2]
+    recent, recent_link, _ = drain(graph, url, IMMUTABLE, {"$filter": f"receivedDateTime ge {cut}",
+                                                            "$select": "receivedDateTime"})  # fmt: skip
+    assert 0 < len(recent) < len(every) and all(m["receivedDateTime"] >= cut for m in recent)
+    existing = [m["id"] for m in every]
+    graph.patch(f"/users/{uid}/messages/{existing[0]}", json={"isRead": True})
+    graph.delete(f"/users/{uid}/messages/{existing[1]}")
+    new = graph.post(f"/users/{uid}/mailFolders/sentitems/messages", json={"subject": "fresh"}).json()["id"]
+    assert [m["id"] for m in drain(graph, links["created"], IMMUTABLE)[0]] == [new]
+    assert [m["id"] for m in drain(graph, links["updated"], IMMUTABLE)[0]] == [existing[0]]
+    deleted = drain(graph, links["deleted"], IMMUTABLE)[0]
+    assert [m["id"] for m in deleted] == [existing[1]] and "@removed" in deleted[0]
+    # New mail is received now, so it passes the baked filter.
+    assert new in [m["id"] for m in drain(graph, recent_link, IMMUTABLE)[0]]
+    assert graph.get(url, params={"changeType": "moved"}).status_code == 400
+    assert graph.get(url, params={"$filter": "subject eq 'x'"}).status_code == 400

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts RE
 CREATE TABLE IF NOT EXISTS changes (collection TEXT NOT NULL, item_id TEXT NOT NULL, seq INTEGER NOT NULL,
     state TEXT, PRIMARY KEY (collection, item_id));
 CREATE INDEX IF NOT EXISTS changes_seq ON changes (collection, seq);
+CREATE INDEX IF NOT EXISTS journal_item ON journal (collection, item_id, seq);
 CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, collection TEXT NOT NULL, parent TEXT,
     seq INTEGER NOT NULL, state TEXT);
 CREATE INDEX IF NOT EXISTS items_parent ON items (collection, parent);
@@ -174,6 +175,15 @@ class Store:
             if base_prefix_check(item_id):
                 touched_base += 1
         return live, touched_base
+
+    def state_at(self, collection: str, item_id: str, seq: int) -> tuple[bool, bool]:
+        """(journal knew the item at `seq`, it was alive there) for one item in one collection."""
+        row = self._db.execute(
+            "SELECT state IS NOT NULL FROM journal WHERE collection = ? AND item_id = ? AND seq <= ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (collection, item_id, seq),
+        ).fetchone()
+        return (False, False) if row is None else (True, bool(row[0]))
 
     def history(self, collection: str, item_id: str) -> list[tuple[int, float, dict[str, Any] | None]]:
         """Every journal row of one item in one collection, oldest first: (seq, ts, state)."""
