@@ -645,6 +645,8 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         drive = drive_of(req)
         iid, state = files.resolve(drive, req)
         data = req.json_object()
+        if not state.get("parentId"):
+            raise GraphError(403, "accessDenied", "The root cannot be renamed or moved.")
         if set(data) - {
             "name",
             "parentReference",
