@@ -216,3 +216,26 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
         verify=ssl.create_default_context(cafile=str(ca)),
     )
     assert r.status_code == 200 and r.json()["value"]
+
+
+def test_msal_with_a_certificate_credential(https_emu: Emu) -> None:
+    import msal
+
+    key, cert = _certificate()
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    thumb = https_emu.admin("POST", "certificates", {"pem": pem}).json()["thumbprint"]
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(https_emu.state_dir / "emulator-cert.pem")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    app = msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential={"private_key": key_pem, "thumbprint": thumb},
+        authority=f"{https_emu.base}/{TENANT}",
+        instance_discovery=False,
+        http_client=session,
+    )
+    result = app.acquire_token_for_client(scopes=[SCOPE])
+    assert "access_token" in result, result
