@@ -208,6 +208,7 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
         http_client=session,
     )
     result = app.acquire_token_for_client(scopes=[SCOPE])
+    session.close()
     assert "access_token" in result, result
     assert app.acquire_token_for_client(scopes=[SCOPE])["token_source"] == "cache"
     r = httpx.get(
@@ -216,6 +217,7 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
         verify=ssl.create_default_context(cafile=str(ca)),
     )
     assert r.status_code == 200 and r.json()["value"]
+    session.close()
 
 
 def test_msal_with_a_certificate_credential(https_emu: Emu) -> None:
@@ -238,4 +240,5 @@ def test_msal_with_a_certificate_credential(https_emu: Emu) -> None:
         http_client=session,
     )
     result = app.acquire_token_for_client(scopes=[SCOPE])
+    session.close()
     assert "access_token" in result, result
