@@ -417,3 +417,15 @@ def test_delta_change_type_and_received_filter(graph: httpx.Client, emu: Emu) ->
     assert new in [m["id"] for m in drain(graph, recent_link, IMMUTABLE)[0]]
     assert graph.get(url, params={"changeType": "moved"}).status_code == 400
     assert graph.get(url, params={"$filter": "subject eq 'x'"}).status_code == 400
+
+
+def test_repeated_prefer_headers_combine(emu: Emu) -> None:
+    uid = _uid(emu, 0)
+    token = emu.token()
+    headers = [
+        ("Authorization", f"Bearer {token}"),
+        ("Prefer", "odata.maxpagesize=3"),
+        ("Prefer", 'IdType="ImmutableId"'),
+    ]
+    r = httpx.get(f"{emu.graph}/users/{uid}/mailFolders/inbox/messages/delta", headers=headers)
+    assert len(r.json()["value"]) == 3 and r.headers["Preference-Applied"] == "odata.maxpagesize=3"
