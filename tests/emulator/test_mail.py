@@ -429,3 +429,24 @@ def test_repeated_prefer_headers_combine(emu: Emu) -> None:
     ]
     r = httpx.get(f"{emu.graph}/users/{uid}/mailFolders/inbox/messages/delta", headers=headers)
     assert len(r.json()["value"]) == 3 and r.headers["Preference-Applied"] == "odata.maxpagesize=3"
+
+
+def test_folder_move_shows_in_folder_delta(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 4)
+    _, link, _ = drain(graph, f"/users/{uid}/mailFolders/delta")
+    receipts = next(
+        f for f in graph.get(f"/users/{uid}/mailFolders").json()["value"] if f["displayName"] == "Receipts"
+    )
+    archive = graph.get(f"/users/{uid}/mailFolders/archive").json()
+    moved = graph.post(f"/users/{uid}/mailFolders/{receipts['id']}/move", json={"destinationId": "archive"})
+    assert moved.status_code == 201 and moved.json()["parentFolderId"] == archive["id"]
+    changes, _, _ = drain(graph, link)
+    assert [(c["id"], c["parentFolderId"]) for c in changes] == [(receipts["id"], archive["id"])]
+    assert (
+        graph.post(f"/users/{uid}/mailFolders/inbox/move", json={"destinationId": "archive"}).status_code
+        == 403
+    )
+    loop = graph.post(
+        f"/users/{uid}/mailFolders/{receipts['id']}/move", json={"destinationId": receipts["id"]}
+    )
+    assert loop.status_code == 400

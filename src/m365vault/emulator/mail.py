@@ -589,6 +589,31 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         w.store.write(w.now(), [(f"mf:{user.index}", fid, state, state.get("parentFolderId"))])
         return Resp(200, mail.folder_json(user, fid, state, mail.folders(user)))
 
+    @router.route("POST", "users/{user}/mailFolders/{folder}/move")
+    def move_folder(req: Req) -> Resp:
+        user = w.mailbox_user(req.params["user"])
+        fid, state = mail.folder(user, req.params["folder"])
+        dest = req.json_object().get("destinationId")
+        if not isinstance(dest, str):
+            raise GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
+        dest_id, _ = mail.folder(user, dest)
+        if state.get("_num") is not None and MAIL_FOLDERS[state["_num"]].well_known:
+            raise GraphError(403, "ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+        ancestor: str | None = dest_id
+        while ancestor:  # a folder cannot move under itself
+            if ancestor == fid:
+                raise GraphError(400, "ErrorMoveCopyFailed", "A folder cannot be moved into its own subtree.")
+            ancestor = mail.folder(user, ancestor)[1].get("parentFolderId")
+        if any(
+            s.get("parentFolderId") == dest_id and s["displayName"].lower() == state["displayName"].lower()
+            for i, s in mail.folders(user)
+            if i != fid
+        ):
+            raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+        state = {**state, "parentFolderId": dest_id}
+        w.store.write(w.now(), [(f"mf:{user.index}", fid, state, dest_id)])
+        return Resp(201, mail.folder_json(user, fid, state, mail.folders(user)))
+
     @router.route("DELETE", "users/{user}/mailFolders/{folder}")
     def delete_folder(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
