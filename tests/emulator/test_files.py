@@ -257,3 +257,31 @@ def test_patch_rename_and_move(graph: httpx.Client, mailbox_user: dict) -> None:
     assert graph.get(f"/drives/{d}/items/{target['id']}/children").json()["value"][0]["name"] == "dst.txt"
     bad = graph.patch(f"/drives/{d}/items/{f['id']}", json={"size": 3})
     assert bad.status_code == 400
+
+
+def test_defer_commit_if_match_and_timestamp_tokens(graph: httpx.Client, mailbox_user: dict) -> None:
+    d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
+    s = graph.post(
+        f"/drives/{d}/root:/Deferred/x.bin:/createUploadSession", json={"deferCommit": True}
+    ).json()
+    with httpx.Client() as anon:
+        r = anon.put(s["uploadUrl"], content=b"abc", headers={"Content-Range": "bytes 0-2/3"})
+        assert r.status_code == 202 and r.json()["nextExpectedRanges"] == []
+        assert graph.get(f"/drives/{d}/root:/Deferred/x.bin").status_code == 404  # not committed yet
+        done = anon.post(s["uploadUrl"], headers={"Content-Length": "0"})
+        assert done.status_code == 201 and done.json()["size"] == 3
+    item = done.json()
+    stale = graph.post(f"/drives/{d}/items/{item['id']}/createUploadSession", json={},
+                       headers={"if-match": '"{00000000-0000-0000-0000-000000000000},1"'})  # fmt: skip
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "resourceModified"
+    fresh = graph.post(
+        f"/drives/{d}/items/{item['id']}/createUploadSession", json={}, headers={"if-match": item["eTag"]}
+    )
+    assert fresh.status_code == 200
+    # A timestamp token: changes after that instant (ODB/SPO "last resort" form).
+    latest = graph.get(f"/drives/{d}/root/delta", params={"token": "latest"}).json()["@odata.deltaLink"]
+    graph.put(f"/drives/{d}/items/{item['id']}/content", content=b"abcd")
+    since_now = drain(graph, latest)[0]
+    assert item["id"] in [c["id"] for c in since_now]
+    past = drain(graph, f"/drives/{d}/root/delta", params={"token": "2000-01-01T00:00:00Z"})[0]
+    assert item["id"] in [c["id"] for c in past]

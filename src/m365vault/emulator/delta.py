@@ -82,9 +82,16 @@ class DeltaEngine:
         """`token=latest`: nothing now, a deltaLink at the current position."""
         return Page(delta_token=self._delta_link(view, self.store.current_seq(), options))
 
-    def since_seq(self, view: View, seq: int, options: dict[str, Any]) -> Page:
-        """A deltaLink starting at `seq` (timestamp tokens)."""
-        return Page(delta_token=self._delta_link(view, seq, options))
+    def since_seq(self, view: View, seq: int, limit: int, options: dict[str, Any]) -> Page:
+        """The first page of the changes after `seq` (timestamp tokens), as if a deltaLink were followed."""
+        payload = {
+            "c": view.key,
+            "m": "d",
+            "s": seq,
+            "q": options,
+            "g": self.store.latest_generation(view.key),
+        }
+        return self.page(view, payload, limit, options)
 
     def page(self, view: View, payload: dict[str, Any] | None, limit: int, options: dict[str, Any]) -> Page:
         with self.store.lock:

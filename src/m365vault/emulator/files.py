@@ -526,7 +526,7 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
             page = w.delta.latest(view, options)
         elif token and re.match(r"^\d{4}-\d\d-\d\dT", token):
             try:
-                page = w.delta.since_seq(view, w.store.seq_at(parse_iso(token)), options)
+                page = w.delta.since_seq(view, w.store.seq_at(parse_iso(token)), size, options)
             except ValueError as exc:
                 raise GraphError(400, "invalidRequest", "The timestamp token is not valid.") from exc
         else:
