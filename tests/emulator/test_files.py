@@ -285,3 +285,25 @@ def test_defer_commit_if_match_and_timestamp_tokens(graph: httpx.Client, mailbox
     assert item["id"] in [c["id"] for c in since_now]
     past = drain(graph, f"/drives/{d}/root/delta", params={"token": "2000-01-01T00:00:00Z"})[0]
     assert item["id"] in [c["id"] for c in past]
+
+
+def test_children_paging_and_download_url_expiry(graph: httpx.Client, emu: Emu, mailbox_user: dict) -> None:
+    d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
+    for n in range(5):
+        graph.put(f"/drives/{d}/root:/Paged/p{n}.txt:/content", content=b"p")
+    page = graph.get(f"/drives/{d}/root:/Paged:/children", params={"$top": "2"}).json()
+    names = [c["name"] for c in page["value"]]
+    while "@odata.nextLink" in page:
+        page = graph.get(page["@odata.nextLink"]).json()
+        names += [c["name"] for c in page["value"]]
+    assert sorted(names) == [f"p{n}.txt" for n in range(5)]
+    emu.admin("POST", "config", {"downloadUrlLifetimeSeconds": 1})
+    try:
+        url = graph.get(f"/drives/{d}/root:/Paged/p0.txt:/content").headers["Location"]
+        assert httpx.get(url).content == b"p"
+        import time
+
+        time.sleep(1.1)
+        assert httpx.get(url).status_code == 401
+    finally:
+        emu.admin("POST", "config", {"downloadUrlLifetimeSeconds": 3600})

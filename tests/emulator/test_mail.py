@@ -450,3 +450,14 @@ def test_folder_move_shows_in_folder_delta(graph: httpx.Client, emu: Emu) -> Non
         f"/users/{uid}/mailFolders/{receipts['id']}/move", json={"destinationId": receipts["id"]}
     )
     assert loop.status_code == 400
+
+
+def test_body_content_type_preference(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 1)
+    created = graph.post(f"/users/{uid}/mailFolders/inbox/messages",
+                         json={"subject": "html", "body": {"contentType": "html", "content": "<p>Hello <b>you</b></p>"}})  # fmt: skip
+    mid = created.json()["id"]
+    assert graph.get(f"/users/{uid}/messages/{mid}").json()["body"]["contentType"] == "html"
+    r = graph.get(f"/users/{uid}/messages/{mid}", headers={"Prefer": 'outlook.body-content-type="text"'})
+    assert r.json()["body"] == {"contentType": "text", "content": "Hello you"}
+    assert r.headers["Preference-Applied"] == 'outlook.body-content-type="text"'

@@ -504,7 +504,7 @@ def _delta_options(req: Req, kind: str) -> dict[str, Any]:
 
 
 def _strip_html(text: str) -> str:
-    return re.sub(r"<[^>]+>", " ", text).strip()
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()
 
 
 def _tombstone(mid: str) -> dict[str, Any]:
