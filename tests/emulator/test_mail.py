@@ -454,8 +454,8 @@ def test_folder_move_shows_in_folder_delta(graph: httpx.Client, emu: Emu) -> Non
 
 def test_body_content_type_preference(graph: httpx.Client, emu: Emu) -> None:
     uid = _uid(emu, 1)
-    created = graph.post(f"/users/{uid}/mailFolders/inbox/messages",
-                         json={"subject": "html", "body": {"contentType": "html", "content": "<p>Hello <b>you</b></p>"}})  # fmt: skip
+    html = {"subject": "html", "body": {"contentType": "html", "content": "<p>Hello <b>you</b></p>"}}
+    created = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json=html)
     mid = created.json()["id"]
     assert graph.get(f"/users/{uid}/messages/{mid}").json()["body"]["contentType"] == "html"
     r = graph.get(f"/users/{uid}/messages/{mid}", headers={"Prefer": 'outlook.body-content-type="text"'})
