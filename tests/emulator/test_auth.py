@@ -242,3 +242,18 @@ def test_msal_with_a_certificate_credential(https_emu: Emu) -> None:
     result = app.acquire_token_for_client(scopes=[SCOPE])
     session.close()
     assert "access_token" in result, result
+
+
+def test_clock_offset_ages_tokens_without_waiting(emu: Emu) -> None:
+    token = emu.token()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{emu.graph}/users", headers=headers).status_code == 200
+    assert emu.admin("POST", "config", {"clockOffsetSeconds": 3600}).status_code == 200
+    try:
+        assert httpx.get(f"{emu.graph}/users", headers=headers).status_code == 401
+        assert (
+            httpx.get(f"{emu.graph}/users", headers={"Authorization": f"Bearer {emu.token()}"}).status_code
+            == 200
+        )
+    finally:
+        emu.admin("POST", "config", {"clockOffsetSeconds": 0})
