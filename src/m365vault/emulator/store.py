@@ -20,7 +20,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +165,15 @@ class Store:
         for item_id, text in rows.fetchall():
             yield str(item_id), json.loads(text)
 
-    def count_live_and_touched_base(self, collection: str, base_prefix_check: Any) -> tuple[int, int]:
+    def count_live_and_touched_base(self, collection: str, is_base: Callable[[str], bool]) -> tuple[int, int]:
+        """(live touched items, touched generated items of this collection): counts without listing."""
         live = touched_base = 0
         for item_id, text in self._db.execute(
             "SELECT item_id, state FROM changes WHERE collection = ?", (collection,)
         ):
             if text is not None:
                 live += 1
-            if base_prefix_check(item_id):
+            if is_base(item_id):
                 touched_base += 1
         return live, touched_base
 
