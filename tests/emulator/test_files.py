@@ -307,3 +307,17 @@ def test_children_paging_and_download_url_expiry(graph: httpx.Client, emu: Emu, 
         assert httpx.get(url).status_code == 401
     finally:
         emu.admin("POST", "config", {"downloadUrlLifetimeSeconds": 3600})
+
+
+def test_top_is_baked_into_delta_next_links(graph: httpx.Client, site_drive: dict) -> None:
+    url = f"/drives/{site_drive['id']}/root/delta"
+    no_parents = {"deltaExcludeParent": "true"}
+    sizes = []
+    r = graph.get(url, params={"$top": "3"}, headers=no_parents).json()
+    while True:
+        sizes.append(len(r["value"]))
+        if "@odata.nextLink" not in r:
+            break
+        assert "top" not in r["@odata.nextLink"].lower()
+        r = graph.get(r["@odata.nextLink"], headers=no_parents).json()
+    assert len(sizes) > 2 and all(n == 3 for n in sizes[:-1]) and sizes[-1] <= 3

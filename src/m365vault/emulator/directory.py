@@ -185,8 +185,7 @@ def register(router: Router, world: World) -> None:
         are empty; `$deltatoken=latest` skips the first round (§2.1, §3.1)."""
         view = View(kind, len(objects), lambda i: str(objects[i]["id"]), lambda i: objects[i])
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
-        options = {"select": req.query.get("$select")}
-        size, _ = world.page_size(req, 100, 999, prefer=False)
+        options = {"select": req.query.get("$select"), "top": req.query.get("$top")}
         if token == "latest":
             page = world.delta.latest(view, options)
         else:
@@ -200,6 +199,7 @@ def register(router: Router, world: World) -> None:
                         headers={"Location": world.link(req, f"/{kind}/delta")},
                     ) from exc  # fmt: skip
                 options = payload.get("q") or options
+            size, _ = world.delta_size(req, options, 100, prefer=False)
             page = world.delta.page(view, payload, size, options)
         select = [s for s in (options.get("select") or "").split(",") if s] or (
             list(default) if default else None

@@ -480,7 +480,7 @@ _RECEIVED_FILTER = re.compile(r"^\s*receivedDateTime\s+(ge|gt)\s+(\S+)\s*$", re.
 
 def _delta_options(req: Req, kind: str) -> dict[str, Any]:
     """Query options of a first delta request; they are baked into every later token (§3.1)."""
-    options: dict[str, Any] = {"select": req.query.get("$select")}
+    options: dict[str, Any] = {"select": req.query.get("$select"), "top": req.query.get("$top")}
     change_type = req.query.get("changeType")
     if change_type is not None:
         if change_type not in ("created", "updated", "deleted"):
@@ -628,7 +628,6 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def delta_response(
         req: Req, view: View, link_path: str, render: Any, tomb: Any, kind: str, is_base: Any = None
     ) -> Resp:
-        size, applied = w.page_size(req, 10, 1000, prefer=True)
         payload = None
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
         if req.query.get("$deltatoken", "").lower() == "latest":
@@ -645,6 +644,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
                     f"[highest={exc.latest}].",
                 ) from exc
             options = payload.get("q") or options
+        size, applied = w.delta_size(req, options, 10, prefer=True)
         page = w.delta.page(view, payload, size, options)
         items = page.items
         if options.get("after") is not None:  # $filter=receivedDateTime ge|gt (baked into the tokens)

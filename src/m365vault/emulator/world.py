@@ -231,6 +231,15 @@ class World:
         q = urlencode(query, safe="'(),$")
         return f"{req.graph_base}{path}" + (f"?{q}" if q else "")
 
+    def delta_size(
+        self, req: Req, options: dict[str, Any], default: int, *, prefer: bool
+    ) -> tuple[int, bool]:
+        """Page size of a delta page: `$top` of the first request is baked into the tokens (§3.1),
+        `Prefer: odata.maxpagesize` counts on every request that sends it."""
+        top = options.get("top")
+        base = int(top) if isinstance(top, str) and top.isdigit() and int(top) > 0 else default
+        return self.page_size(req, base, 1000, prefer=prefer)
+
     def page_size(self, req: Req, default: int, maximum: int, *, prefer: bool) -> tuple[int, bool]:
         """(size, whether Prefer: odata.maxpagesize was applied)."""
         size, applied = default, False
