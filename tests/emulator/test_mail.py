@@ -461,3 +461,14 @@ def test_body_content_type_preference(graph: httpx.Client, emu: Emu) -> None:
     r = graph.get(f"/users/{uid}/messages/{mid}", headers={"Prefer": 'outlook.body-content-type="text"'})
     assert r.json()["body"] == {"contentType": "text", "content": "Hello you"}
     assert r.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+
+
+def test_expand_attachments_on_a_message(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 0)
+    url = f"/users/{uid}/mailFolders/inbox/messages/delta"
+    items, _, _ = drain(graph, url, {"Prefer": "odata.maxpagesize=200"}, {"$select": "hasAttachments"})
+    m = next(i for i in items if i.get("hasAttachments"))
+    full = graph.get(f"/users/{uid}/messages/{m['id']}", params={"$expand": "attachments"}).json()
+    listed = graph.get(f"/users/{uid}/messages/{m['id']}/attachments").json()["value"]
+    assert full["attachments"] == listed
+    assert graph.get(f"/users/{uid}/messages/{m['id']}", params={"$expand": "extensions"}).status_code == 400

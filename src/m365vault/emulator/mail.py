@@ -820,7 +820,15 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             headers["Preference-Applied"] = (
                 f'outlook.body-content-type="{req.prefer("outlook.body-content-type")}"'
             )
-        return Resp(200, w.pick(mail.message_json(req, mid, state), req.select()), headers)
+        body = w.pick(mail.message_json(req, mid, state, req.select()), req.select())
+        expand = req.query.get("$expand", "").lower()
+        if expand == "attachments":
+            body["attachments"] = [
+                mail.attachment_json(i, a, True) for i, a in enumerate(state.get("attachments", []))
+            ]
+        elif expand:
+            raise GraphError(400, "BadRequest", f"Expanding '{expand}' is not supported.")
+        return Resp(200, body, headers)
 
     def get_mime(req: Req) -> Resp:
         _, _, _, state = one(req)
