@@ -52,11 +52,20 @@ class DeltaEngine:
         signer: TokenSigner,
         generations_kept: Callable[[], int],
         duplicates: Callable[[], bool] = lambda: False,
+        lag: Callable[[], float] = lambda: 0.0,
+        now: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.store = store
         self.signer = signer
         self.generations_kept = generations_kept
         self.duplicates = duplicates
+        self.lag = lag
+        self.now = now
+
+    def _visible_seq(self) -> int:
+        """The newest change a round may report: with a replication lag, recent writes wait a round."""
+        lag = self.lag()
+        return self.store.current_seq() if lag <= 0 else self.store.seq_at(self.now() - lag)
 
     def read_token(self, view: View, token: str) -> dict[str, Any]:
         try:
@@ -99,7 +108,7 @@ class DeltaEngine:
                 payload = {
                     "c": view.key,
                     "m": "i",
-                    "s": self.store.current_seq(),
+                    "s": self._visible_seq(),
                     "p": "b",
                     "o": 0,
                     "q": options,
@@ -149,7 +158,7 @@ class DeltaEngine:
 
     def _since(self, view: View, p: dict[str, Any], limit: int) -> Page:
         if p["m"] == "d":  # a deltaLink being followed: the round's upper bound is fixed now
-            p = {**p, "m": "s", "o": int(p["s"]), "u": self.store.current_seq()}
+            p = {**p, "m": "s", "o": int(p["s"]), "u": max(int(p["s"]), self._visible_seq())}
         upto = int(p["u"])
         rows = self.store.changed(view.key, int(p["o"]), upto, limit + 1)
         page = Page(items=[(item_id, state) for _, item_id, state in rows[:limit]])

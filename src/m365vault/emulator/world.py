@@ -32,6 +32,7 @@ _SETTINGS: dict[str, tuple[str, type, float, float]] = {
     "deltaDuplicates": ("delta_duplicates", bool, 0, 1),
     "enforceUploadFragmentMultiple": ("enforce_fragment_multiple", bool, 0, 1),
     "clockOffsetSeconds": ("clock_offset_seconds", int, -(10**9), 10**9),
+    "deltaReplicationLagSeconds": ("delta_replication_lag_seconds", float, 0, 3600),
 }
 _THROTTLE: dict[str, tuple[str, type, float, float]] = {
     "enabled": ("enabled", bool, 0, 1),
@@ -64,6 +65,7 @@ class Config:
     delta_duplicates: bool = False
     enforce_fragment_multiple: bool = False
     clock_offset_seconds: int = 0
+    delta_replication_lag_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, attr) for name, (attr, *_) in _SETTINGS.items()}
@@ -137,6 +139,8 @@ class World:
             self.signer,
             lambda: self.config.delta_generations_kept,
             lambda: self.config.delta_duplicates,
+            lambda: self.config.delta_replication_lag_seconds,
+            self.now,
         )
         self.certificates: dict[str, Any] = {}
 
