@@ -257,8 +257,7 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         view = lists.view(site, lst)
         link_path = f"/sites/{site.id}/lists/{lst.id}/items/delta"
         token = req.query.get("token")
-        options = {"expand": expand_fields(req)}
-        size, _ = w.page_size(req, 200, 1000, prefer=False)
+        options = {"expand": expand_fields(req), "top": req.query.get("$top")}
         if token == "latest":
             page = w.delta.latest(view, options)
         else:
@@ -276,6 +275,7 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
                         inner_code="resyncChangesApplyDifferences",
                     ) from exc
                 options = payload.get("q") or options
+            size, _ = w.delta_size(req, options, 200, prefer=False)
             page = w.delta.page(view, payload, size, options)
         value = []
         for sid, state in page.items:
