@@ -509,11 +509,6 @@ async def test_restore_writers_round_trip(emu: Emulator) -> None:
         assert baseline.items[created["id"]]["fields"]["Title"] == "Restored task (edited)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: it looks up x5t#S256 verbatim, but MSAL base64url-encodes thumbprints WITH '=' "
-    "padding (Entra accepts that); remove this mark once the emulator strips padding",
-)
 async def test_certificate_credentials_through_msal(emu: Emulator) -> None:
     from cryptography.hazmat.primitives import serialization
 
