@@ -10,28 +10,27 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
-from m365vault.api.app import create_app
-from m365vault.catalog import CatalogReader
 from m365vault.clock import Clock, utcnow
 from m365vault.control.accounts import ThrottlePolicy
-from m365vault.control.explore import DEFAULT_IDLE_TIMEOUT, RestoreExplorer, RestoreWiring
 from m365vault.control.facade import Control
 from m365vault.control.infrastructure import DEFAULT_PROXY_HOST, ProxyInput, RepositoryInput
 from m365vault.control.ports import BackupRunner, RepositoryInitialiser, TenantDirectory, TenantVerifier
-from m365vault.control.restore_actions import RestoreActions
 from m365vault.control.services import Services
 from m365vault.db import migrate
 from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
-from m365vault.restore.content import RepositoryAccess, RepositoryPool
-from m365vault.restore.tenant import graph_client
 from m365vault.secretbox import open_secretbox
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from m365vault.control.restore_actions import RestoreActions
 
 DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
 log = logging.getLogger("m365vault.bootstrap")
@@ -122,6 +121,8 @@ def ensure_defaults(
 def build_app(
     config: ServerConfig, admin_user: str | None = None, admin_password: str | None = None
 ) -> tuple[FastAPI, FirstStart]:
+    from m365vault.api.app import create_app  # the web stack, only for the server
+
     engine = open_database(config)
     control = build_control(config, engine)
     first = ensure_defaults(control, config.data_dir, admin_user, admin_password)
@@ -135,12 +136,19 @@ class RestoreOptions:
     """Restore sessions: how long an idle session lives, and which CA the tenants' Graph endpoints
     are checked against when restoring (True: the system's; a PEM path, e.g. an emulator's)."""
 
-    idle_timeout: timedelta = DEFAULT_IDLE_TIMEOUT
+    idle_timeout: timedelta = timedelta(minutes=30)
     graph_verify: bool | str = True
 
 
 def build_restore(config: ServerConfig, control: Control, engine: Engine) -> RestoreActions:
     """Restore sessions over the catalog and repositories in this server's database and data dir."""
+    # The restore stack (connector, repository, output formats) only for the server, as the web stack.
+    from m365vault.catalog import CatalogReader
+    from m365vault.control.explore import RestoreExplorer, RestoreWiring
+    from m365vault.control.restore_actions import RestoreActions
+    from m365vault.restore.content import RepositoryAccess, RepositoryPool
+    from m365vault.restore.tenant import graph_client
+
     repositories = control.repositories
 
     def locate(repository_id: str) -> RepositoryAccess:

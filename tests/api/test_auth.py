@@ -129,6 +129,10 @@ def test_health_and_swagger_need_no_token(server: RunningServer) -> None:
         assert not any("422" in op["responses"] for ops in spec["paths"].values() for op in ops.values())
         ui = c.get("/swagger")
         assert ui.status_code == 200 and "swagger-ui" in ui.text
+        # The UI's assets come from this server, not a CDN: the page works offline.
+        assert "cdn." not in ui.text
+        bundle = c.get("/swagger/assets/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text
 
 
 def test_tokens_and_passwords_are_stored_only_as_hashes(server: RunningServer) -> None:

@@ -61,7 +61,11 @@ class FakeRunner:
     clock: FakeClock
     calls: list[tuple[str, uuid.UUID]] = field(default_factory=list)
 
+    refuse: str | None = None
+
     async def start(self, job_id: uuid.UUID) -> uuid.UUID:
+        if self.refuse:
+            raise ValueError(self.refuse)
         self.calls.append(("start", job_id))
         session_id = uuid.uuid4()
         with self.sessions.begin() as db:
@@ -231,6 +235,10 @@ def test_organization_credentials_are_verified_by_the_wired_verifier(world: Worl
         world.verifier.seen[-1].application_secret == "accepted-secret"
         and world.verifier.seen[-1].region == "Germany"
     )
+    # A duplicate is refused without bothering the tenant.
+    asked = len(world.verifier.seen)
+    assert world.client.post("/v3/Organizations", json=body, headers=auth).status_code == 400
+    assert len(world.verifier.seen) == asked
     users = world.client.get(f"/v3/Organizations/{org_id}/Users", params={"limit": 2}, headers=auth).json()
     assert [u["id"] for u in users["results"]] == ["u0", "u1"] and "next" in users["_links"]
     assert users["results"][0]["_links"]["onedrives"]["href"].endswith(
@@ -349,3 +357,11 @@ def test_stop_before_engine_check_and_explore_on_unknown_org(world: World) -> No
         f"/v3/Organizations/{uuid.uuid4()}/Action", json={"explore": {"type": "vex"}}, headers=auth
     )
     assert r.status_code == 404
+
+
+def test_a_runner_refusal_is_a_400(world: World) -> None:
+    auth = world.auth()
+    job = _job(world, auth)
+    world.runner.refuse = "Job is already running."
+    r = world.client.post(f"/v3/Jobs/{job['id']}/Action", json={"start": None}, headers=auth)
+    assert r.status_code == 400 and r.json() == {"message": "Job is already running."}

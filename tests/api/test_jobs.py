@@ -145,6 +145,24 @@ def test_job_items(api: httpx.Client, org: dict, repo_id: str) -> None:
     )
     got = api.get(f"/v3/Jobs/{job['id']}/ExcludedItems/{excluded['id']}").json()
     assert got["type"] == "Group" and got["groupSite"] is True and "user" not in got
+    # The v3-documented form: the job id plus items to append.
+    r = api.put(
+        f"/v3/Jobs/{job['id']}/ExcludedItems/{excluded['id']}",
+        json={
+            "Id": job["id"],
+            "ItemsToAppend": [user_item(), {"type": "site", "site": {"url": "https://x/sites/a"}}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert len(api.get(f"/v3/Jobs/{job['id']}/ExcludedItems").json()) == 3
+    assert api.put(f"/v3/Jobs/{job['id']}/ExcludedItems/{excluded['id']}", json={}).status_code == 400
+    missing = api.put(
+        f"/v3/Jobs/{job['id']}/ExcludedItems/{uuid.uuid4()}", json={"ItemsToAppend": [user_item()]}
+    )
+    assert missing.status_code == 404
+    for other in api.get(f"/v3/Jobs/{job['id']}/ExcludedItems").json():
+        if other["id"] != excluded["id"]:
+            assert api.delete(f"/v3/Jobs/{job['id']}/ExcludedItems/{other['id']}").status_code == 200
     assert api.delete(f"/v3/Jobs/{job['id']}/ExcludedItems/{excluded['id']}").status_code == 200
     assert api.get(f"/v3/Jobs/{job['id']}/ExcludedItems").json() == []
     assert api.get(f"/v3/Jobs/{job['id']}/ExcludedItems/{excluded['id']}").status_code == 404
@@ -187,6 +205,12 @@ def test_malformed_actions_are_400_and_change_nothing(
     assert words.lower() in r.json()["message"].lower()
     assert api.get(f"/v3/Jobs/{job['id']}").json() == job
     assert api.get("/v3/RestoreSessions", params={"limit": 10000}).json()["results"] == sessions_before
+
+
+def test_unknown_organization_comes_before_run_now(api: httpx.Client, repo_id: str) -> None:
+    body = {"name": unique("j"), "backupType": "EntireOrganization", "repositoryId": repo_id, "runNow": True}
+    assert api.post(f"/v3/Organizations/{uuid.uuid4()}/Jobs", json=body).status_code == 404
+    assert api.put(f"/v3/Jobs/{uuid.uuid4()}", json={"runNow": True}).status_code == 404
 
 
 def test_actions_on_unknown_job_are_404(api: httpx.Client) -> None:

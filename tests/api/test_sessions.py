@@ -156,3 +156,20 @@ def test_restore_sessions_page(api: httpx.Client) -> None:
     assert first["_links"]["self"]["href"].startswith(f"{api.base_url}/v3/restoresessions?")
     second = api.get("/v3/RestoreSessions", params={"offset": 2, "limit": 2}).json()
     assert not {s["id"] for s in first["results"]} & {s["id"] for s in second["results"]}
+
+
+def test_concurrent_stops_all_succeed(api: httpx.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    org = add_org(api)
+    s = api.post(f"/v3/Organizations/{org['id']}/Action", json={"explore": {"type": "vex"}}).json()
+    headers = dict(api.headers)
+
+    def stop(_: int) -> int:
+        with httpx.Client(base_url=api.base_url, verify=False, headers=headers, timeout=30) as c:
+            return c.post(f"/v3/RestoreSessions/{s['id']}/Action", json={"stop": None}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(stop, range(6))) == {200}
+    events = api.get(f"/v3/RestoreSessions/{s['id']}/Events").json()["results"]
+    assert [e["message"] for e in events] == ["Restore session started", "Restore session stopped"]

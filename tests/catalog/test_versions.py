@@ -162,6 +162,22 @@ def test_moves_and_folder_renames(catalog: Catalog) -> None:
     assert folder_names(run(2)) == ["Inbox", "Archive"]
     # the renamed folder keeps its identity: its children are found through either name's time
     assert catalog.reader.list_versions(ListingQuery(box.id, EntryKind.FOLDER, run(0), None)).items == []
+    # a folder moved under another keeps its contents and its history
+    w.apply_page(box.id, PageWrite(run(3), upserts=(folder(ARCHIVE, "Archive", parent=INBOX),)))
+
+    def subfolders(parent: str | None, at: datetime) -> list[str]:
+        page = catalog.reader.list_versions(ListingQuery(box.id, EntryKind.FOLDER, at, parent))
+        return [v.external_id for v in page.items]
+
+    assert subfolders(None, run(3)) == [INBOX]
+    assert subfolders(INBOX, run(3)) == [ARCHIVE]
+    assert subfolders(None, run(2)) == [INBOX, ARCHIVE]
+    assert items(catalog, box.id, ARCHIVE, run(3)) == [("m1", "x")]
+    assert [h.end_reason for h in catalog.reader.history(box.id, ARCHIVE)] == [
+        EndReason.REPLACED,  # renamed Old -> Archive
+        EndReason.MOVED,
+        EndReason.OPEN,
+    ]
     # moved out of the backed-up scope: gone from the folder, not a deleted item
     w.mark_gone(box.id, "m1", run(3), EndReason.MOVED)
     assert items(catalog, box.id, ARCHIVE, run(3), show_deleted=True) == []

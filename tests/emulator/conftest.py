@@ -2,93 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.net import free_port
-from tests.support.processes import ChildProcess
+from tests.support.emulator import CLIENT_ID, SCOPE, SECRET, TENANT, start_emulator
+from tests.support.emulator import Emulator as Emu
 
-TENANT = "contoso.onmicrosoft.com"
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-SECRET = "emulator-test-secret"
-SCOPE = "https://graph.microsoft.com/.default"
-
-
-@dataclass
-class Emu:
-    base: str
-    process: ChildProcess
-    state_dir: Path
-
-    @property
-    def graph(self) -> str:
-        return f"{self.base}/v1.0"
-
-    @property
-    def token_url(self) -> str:
-        return f"{self.base}/{TENANT}/oauth2/v2.0/token"
-
-    def token(self) -> str:
-        r = httpx.post(
-            self.token_url,
-            data={
-                "client_id": CLIENT_ID,
-                "client_secret": SECRET,
-                "grant_type": "client_credentials",
-                "scope": SCOPE,
-            },
-            verify=False,
-        )
-        r.raise_for_status()
-        return str(r.json()["access_token"])
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.graph, headers={"Authorization": f"Bearer {self.token()}"}, timeout=60, verify=False
-        )
-
-    def admin(self, method: str, name: str, body: object = None) -> httpx.Response:
-        return httpx.request(method, f"{self.base}/_emulator/{name}", json=body, timeout=120, verify=False)
-
-
-def start_emulator(state_dir: Path, *extra: str, https: bool = False, seed: int = 7) -> Emu:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "m365vault",
-        "emulator",
-        "--port",
-        str(port),
-        "--state-dir",
-        str(state_dir),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret",
-        SECRET,
-        "--seed",
-        str(seed),
-        "--scale",
-        "small",
-        *extra,
-    ]
-    if not https:
-        argv.append("--http")
-    proc = ChildProcess(argv, state_dir.parent / f"{state_dir.name}.log")
-    base = f"{'https' if https else 'http'}://127.0.0.1:{port}"
-    try:
-        proc.wait_http(f"{base}/_emulator/health", timeout=60)
-    except BaseException:
-        proc.terminate()
-        raise
-    return Emu(base, proc, state_dir)
+__all__ = ["CLIENT_ID", "SCOPE", "SECRET", "TENANT", "Emu", "drain", "start_emulator"]
 
 
 @pytest.fixture(scope="session")

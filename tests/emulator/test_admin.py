@@ -234,3 +234,24 @@ def test_mailbox_upload_budget(own: Emu) -> None:
             assert codes == [201, 201, 429]
     finally:
         own.admin("POST", "config", {"throttle": {"enabled": False, "mailboxUploadBytesPer5Min": 157286400}})
+
+
+def test_replication_lag_delays_changes_by_a_round(own: Emu) -> None:
+    with own.client() as g:
+        uid = next(u for u in g.get("/users", params={"$select": "id,mail"}).json()["value"] if u["mail"])[
+            "id"
+        ]
+        url = f"/users/{uid}/mailFolders/junkemail/messages/delta"
+        _, link, _ = drain(g, url)
+        own.admin("POST", "config", {"deltaReplicationLagSeconds": 60})
+        try:
+            new = g.post(f"/users/{uid}/mailFolders/junkemail/messages", json={"subject": "lagging"}).json()[
+                "id"
+            ]
+            early, link2, _ = drain(g, link)
+            assert early == []  # not replicated yet
+            own.admin("POST", "config", {"clockOffsetSeconds": 120})
+            late, _, _ = drain(g, link2)
+            assert [m["id"] for m in late] == [new]
+        finally:
+            own.admin("POST", "config", {"deltaReplicationLagSeconds": 0, "clockOffsetSeconds": 0})

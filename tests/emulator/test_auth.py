@@ -208,6 +208,7 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
         http_client=session,
     )
     result = app.acquire_token_for_client(scopes=[SCOPE])
+    session.close()
     assert "access_token" in result, result
     assert app.acquire_token_for_client(scopes=[SCOPE])["token_source"] == "cache"
     r = httpx.get(
@@ -216,3 +217,43 @@ def test_msal_over_https_with_pinned_certificate(https_emu: Emu) -> None:
         verify=ssl.create_default_context(cafile=str(ca)),
     )
     assert r.status_code == 200 and r.json()["value"]
+    session.close()
+
+
+def test_msal_with_a_certificate_credential(https_emu: Emu) -> None:
+    import msal
+
+    key, cert = _certificate()
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    thumb = https_emu.admin("POST", "certificates", {"pem": pem}).json()["thumbprint"]
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(https_emu.state_dir / "emulator-cert.pem")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    app = msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential={"private_key": key_pem, "thumbprint": thumb},
+        authority=f"{https_emu.base}/{TENANT}",
+        instance_discovery=False,
+        http_client=session,
+    )
+    result = app.acquire_token_for_client(scopes=[SCOPE])
+    session.close()
+    assert "access_token" in result, result
+
+
+def test_clock_offset_ages_tokens_without_waiting(emu: Emu) -> None:
+    token = emu.token()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{emu.graph}/users", headers=headers).status_code == 200
+    assert emu.admin("POST", "config", {"clockOffsetSeconds": 3600}).status_code == 200
+    try:
+        assert httpx.get(f"{emu.graph}/users", headers=headers).status_code == 401
+        assert (
+            httpx.get(f"{emu.graph}/users", headers={"Authorization": f"Bearer {emu.token()}"}).status_code
+            == 200
+        )
+    finally:
+        emu.admin("POST", "config", {"clockOffsetSeconds": 0})

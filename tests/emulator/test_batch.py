@@ -6,6 +6,8 @@ import base64
 
 import httpx
 
+from tests.emulator.conftest import Emu
+
 
 def test_batch_runs_each_request_with_its_own_status(graph: httpx.Client, mailbox_user: dict) -> None:
     uid = mailbox_user["id"]
@@ -68,3 +70,19 @@ def test_batch_validation(graph: httpx.Client) -> None:
     }
     assert graph.post("/$batch", json=forward).status_code == 400
     assert httpx.post(str(graph.base_url) + "/$batch", json={"requests": []}).status_code == 401
+
+
+def test_throttled_sub_request_carries_its_own_retry_after(
+    graph: httpx.Client, emu: Emu, mailbox_user: dict
+) -> None:
+    uid = mailbox_user["id"]
+    emu.admin("POST", "config", {"throttle": {"enabled": True, "mailboxRequestsPer10Min": 3}})
+    try:
+        reqs = [{"id": str(i), "method": "GET", "url": f"/users/{uid}/mailFolders/inbox"} for i in range(5)]
+        out = graph.post("/$batch", json={"requests": reqs}).json()["responses"]
+        codes = [r["status"] for r in out]
+        assert codes.count(200) == 3 and codes.count(429) == 2
+        throttled = next(r for r in out if r["status"] == 429)
+        assert int(throttled["headers"]["Retry-After"]) >= 1
+    finally:
+        emu.admin("POST", "config", {"throttle": {"enabled": False, "mailboxRequestsPer10Min": 10_000}})

@@ -111,3 +111,29 @@ def test_unknown_route_and_method(graph: httpx.Client) -> None:
     assert graph.get("/nothingHere").status_code == 400
     r = graph.put("/users")
     assert r.status_code == 405 and r.json()["error"]["code"] == "Request_BadRequest"
+
+
+def test_links_follow_forwarded_host(graph: httpx.Client) -> None:
+    page = graph.get(
+        "/users",
+        params={"$top": "2"},
+        headers={"X-Forwarded-Host": "graph.example.test", "X-Forwarded-Proto": "https"},
+    ).json()
+    assert page["@odata.nextLink"].startswith("https://graph.example.test/v1.0/users?")
+
+
+def test_users_and_groups_delta(graph: httpx.Client) -> None:
+    first = graph.get("/users/delta", params={"$select": "id,displayName", "$top": "3"}).json()
+    assert len(first["value"]) == 3 and "$skiptoken=" in first["@odata.nextLink"]
+    users = list(first["value"])
+    r = first
+    while "@odata.nextLink" in r:
+        r = graph.get(r["@odata.nextLink"]).json()
+        users += r["value"]
+    assert {u["id"] for u in users} == {u["id"] for u in graph.get("/users").json()["value"]}
+    assert set(users[-1]) == {"id", "displayName"}
+    assert graph.get(r["@odata.deltaLink"]).json()["value"] == []
+    latest = graph.get("/users/delta", params={"$deltatoken": "latest"}).json()
+    assert latest["value"] == [] and "$deltatoken=" in latest["@odata.deltaLink"]
+    groups = graph.get("/groups/delta").json()
+    assert groups["value"] and "@odata.deltaLink" in groups

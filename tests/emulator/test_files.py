@@ -257,3 +257,67 @@ def test_patch_rename_and_move(graph: httpx.Client, mailbox_user: dict) -> None:
     assert graph.get(f"/drives/{d}/items/{target['id']}/children").json()["value"][0]["name"] == "dst.txt"
     bad = graph.patch(f"/drives/{d}/items/{f['id']}", json={"size": 3})
     assert bad.status_code == 400
+
+
+def test_defer_commit_if_match_and_timestamp_tokens(graph: httpx.Client, mailbox_user: dict) -> None:
+    d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
+    s = graph.post(
+        f"/drives/{d}/root:/Deferred/x.bin:/createUploadSession", json={"deferCommit": True}
+    ).json()
+    with httpx.Client() as anon:
+        r = anon.put(s["uploadUrl"], content=b"abc", headers={"Content-Range": "bytes 0-2/3"})
+        assert r.status_code == 202 and r.json()["nextExpectedRanges"] == []
+        assert graph.get(f"/drives/{d}/root:/Deferred/x.bin").status_code == 404  # not committed yet
+        done = anon.post(s["uploadUrl"], headers={"Content-Length": "0"})
+        assert done.status_code == 201 and done.json()["size"] == 3
+    item = done.json()
+    stale = graph.post(f"/drives/{d}/items/{item['id']}/createUploadSession", json={},
+                       headers={"if-match": '"{00000000-0000-0000-0000-000000000000},1"'})  # fmt: skip
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "resourceModified"
+    fresh = graph.post(
+        f"/drives/{d}/items/{item['id']}/createUploadSession", json={}, headers={"if-match": item["eTag"]}
+    )
+    assert fresh.status_code == 200
+    # A timestamp token: changes after that instant (ODB/SPO "last resort" form).
+    latest = graph.get(f"/drives/{d}/root/delta", params={"token": "latest"}).json()["@odata.deltaLink"]
+    graph.put(f"/drives/{d}/items/{item['id']}/content", content=b"abcd")
+    since_now = drain(graph, latest)[0]
+    assert item["id"] in [c["id"] for c in since_now]
+    past = drain(graph, f"/drives/{d}/root/delta", params={"token": "2000-01-01T00:00:00Z"})[0]
+    assert item["id"] in [c["id"] for c in past]
+
+
+def test_children_paging_and_download_url_expiry(graph: httpx.Client, emu: Emu, mailbox_user: dict) -> None:
+    d = graph.get(f"/users/{mailbox_user['id']}/drive").json()["id"]
+    for n in range(5):
+        graph.put(f"/drives/{d}/root:/Paged/p{n}.txt:/content", content=b"p")
+    page = graph.get(f"/drives/{d}/root:/Paged:/children", params={"$top": "2"}).json()
+    names = [c["name"] for c in page["value"]]
+    while "@odata.nextLink" in page:
+        page = graph.get(page["@odata.nextLink"]).json()
+        names += [c["name"] for c in page["value"]]
+    assert sorted(names) == [f"p{n}.txt" for n in range(5)]
+    emu.admin("POST", "config", {"downloadUrlLifetimeSeconds": 1})
+    try:
+        url = graph.get(f"/drives/{d}/root:/Paged/p0.txt:/content").headers["Location"]
+        assert httpx.get(url).content == b"p"
+        import time
+
+        time.sleep(1.1)
+        assert httpx.get(url).status_code == 401
+    finally:
+        emu.admin("POST", "config", {"downloadUrlLifetimeSeconds": 3600})
+
+
+def test_top_is_baked_into_delta_next_links(graph: httpx.Client, site_drive: dict) -> None:
+    url = f"/drives/{site_drive['id']}/root/delta"
+    no_parents = {"deltaExcludeParent": "true"}
+    sizes = []
+    r = graph.get(url, params={"$top": "3"}, headers=no_parents).json()
+    while True:
+        sizes.append(len(r["value"]))
+        if "@odata.nextLink" not in r:
+            break
+        assert "top" not in r["@odata.nextLink"].lower()
+        r = graph.get(r["@odata.nextLink"], headers=no_parents).json()
+    assert len(sizes) > 2 and all(n == 3 for n in sizes[:-1]) and sizes[-1] <= 3

@@ -63,6 +63,12 @@ def test_tenant_shape() -> None:
     assert any(e.size < 60_000 for e in entries)
 
 
+def test_medium_scale_sits_between() -> None:
+    t = Tenant(1, "medium", "contoso.onmicrosoft.com")
+    assert 5_000 <= t.mailbox_message_total() <= 10_000
+    assert 0.5e9 <= t.total_file_bytes() <= 2e9
+
+
 def test_large_scale_is_big_and_lazy() -> None:
     started = time.monotonic()
     t = Tenant(1, "large", "contoso.onmicrosoft.com")

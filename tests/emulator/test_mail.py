@@ -371,3 +371,104 @@ def test_payloads_of_the_wrong_shape_are_rejected_cleanly(graph: httpx.Client, e
     assert graph.get(f"/users/{uid}/messages/{mid}").json() == before
     r = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"singleValueExtendedProperties": 5})
     assert r.status_code == 400
+
+
+def test_folder_counts_follow_moves_deletes_and_creates(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 4)
+
+    def total(folder: str) -> int:
+        return int(graph.get(f"/users/{uid}/mailFolders/{folder}").json()["totalItemCount"])
+
+    inbox, archive = total("inbox"), total("archive")
+    mids = [
+        m["id"]
+        for m in graph.get(f"/users/{uid}/mailFolders/inbox/messages", params={"$top": "3"}).json()["value"]
+    ]
+    graph.post(f"/users/{uid}/messages/{mids[0]}/move", json={"destinationId": "archive"}, headers=IMMUTABLE)
+    graph.post(f"/users/{uid}/messages/{mids[1]}/move", json={"destinationId": "archive"})
+    graph.delete(f"/users/{uid}/messages/{mids[2]}")
+    graph.post(f"/users/{uid}/mailFolders/inbox/messages", json={"subject": "counted"})
+    assert total("inbox") == inbox - 3 + 1
+    assert total("archive") == archive + 2
+    listed = graph.get(f"/users/{uid}/mailFolders/archive/messages", params={"$top": "1000"}).json()["value"]
+    assert len(listed) == archive + 2
+
+
+def test_delta_change_type_and_received_filter(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 3)
+    url = f"/users/{uid}/mailFolders/sentitems/messages/delta"
+    links = {}
+    for kind in ("created", "updated", "deleted"):
+        _, links[kind], _ = drain(graph, url, IMMUTABLE, {"changeType": kind})
+    every, _, _ = drain(graph, url, IMMUTABLE, {"$select": "receivedDateTime"})
+    cut = sorted(m["receivedDateTime"] for m in every)[len(every) // 2]
+    recent, recent_link, _ = drain(graph, url, IMMUTABLE, {"$filter": f"receivedDateTime ge {cut}",
+                                                            "$select": "receivedDateTime"})  # fmt: skip
+    assert 0 < len(recent) < len(every) and all(m["receivedDateTime"] >= cut for m in recent)
+    existing = [m["id"] for m in every]
+    graph.patch(f"/users/{uid}/messages/{existing[0]}", json={"isRead": True})
+    graph.delete(f"/users/{uid}/messages/{existing[1]}")
+    new = graph.post(f"/users/{uid}/mailFolders/sentitems/messages", json={"subject": "fresh"}).json()["id"]
+    assert [m["id"] for m in drain(graph, links["created"], IMMUTABLE)[0]] == [new]
+    assert [m["id"] for m in drain(graph, links["updated"], IMMUTABLE)[0]] == [existing[0]]
+    deleted = drain(graph, links["deleted"], IMMUTABLE)[0]
+    assert [m["id"] for m in deleted] == [existing[1]] and "@removed" in deleted[0]
+    # New mail is received now, so it passes the baked filter.
+    assert new in [m["id"] for m in drain(graph, recent_link, IMMUTABLE)[0]]
+    assert graph.get(url, params={"changeType": "moved"}).status_code == 400
+    assert graph.get(url, params={"$filter": "subject eq 'x'"}).status_code == 400
+
+
+def test_repeated_prefer_headers_combine(emu: Emu) -> None:
+    uid = _uid(emu, 0)
+    token = emu.token()
+    headers = [
+        ("Authorization", f"Bearer {token}"),
+        ("Prefer", "odata.maxpagesize=3"),
+        ("Prefer", 'IdType="ImmutableId"'),
+    ]
+    r = httpx.get(f"{emu.graph}/users/{uid}/mailFolders/inbox/messages/delta", headers=headers)
+    assert len(r.json()["value"]) == 3 and r.headers["Preference-Applied"] == "odata.maxpagesize=3"
+
+
+def test_folder_move_shows_in_folder_delta(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 4)
+    _, link, _ = drain(graph, f"/users/{uid}/mailFolders/delta")
+    receipts = next(
+        f for f in graph.get(f"/users/{uid}/mailFolders").json()["value"] if f["displayName"] == "Receipts"
+    )
+    archive = graph.get(f"/users/{uid}/mailFolders/archive").json()
+    moved = graph.post(f"/users/{uid}/mailFolders/{receipts['id']}/move", json={"destinationId": "archive"})
+    assert moved.status_code == 201 and moved.json()["parentFolderId"] == archive["id"]
+    changes, _, _ = drain(graph, link)
+    assert [(c["id"], c["parentFolderId"]) for c in changes] == [(receipts["id"], archive["id"])]
+    assert (
+        graph.post(f"/users/{uid}/mailFolders/inbox/move", json={"destinationId": "archive"}).status_code
+        == 403
+    )
+    loop = graph.post(
+        f"/users/{uid}/mailFolders/{receipts['id']}/move", json={"destinationId": receipts["id"]}
+    )
+    assert loop.status_code == 400
+
+
+def test_body_content_type_preference(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 1)
+    html = {"subject": "html", "body": {"contentType": "html", "content": "<p>Hello <b>you</b></p>"}}
+    created = graph.post(f"/users/{uid}/mailFolders/inbox/messages", json=html)
+    mid = created.json()["id"]
+    assert graph.get(f"/users/{uid}/messages/{mid}").json()["body"]["contentType"] == "html"
+    r = graph.get(f"/users/{uid}/messages/{mid}", headers={"Prefer": 'outlook.body-content-type="text"'})
+    assert r.json()["body"] == {"contentType": "text", "content": "Hello you"}
+    assert r.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+
+
+def test_expand_attachments_on_a_message(graph: httpx.Client, emu: Emu) -> None:
+    uid = _uid(emu, 0)
+    url = f"/users/{uid}/mailFolders/inbox/messages/delta"
+    items, _, _ = drain(graph, url, {"Prefer": "odata.maxpagesize=200"}, {"$select": "hasAttachments"})
+    m = next(i for i in items if i.get("hasAttachments"))
+    full = graph.get(f"/users/{uid}/messages/{m['id']}", params={"$expand": "attachments"}).json()
+    listed = graph.get(f"/users/{uid}/messages/{m['id']}/attachments").json()["value"]
+    assert full["attachments"] == listed
+    assert graph.get(f"/users/{uid}/messages/{m['id']}", params={"$expand": "extensions"}).status_code == 400

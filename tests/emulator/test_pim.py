@@ -71,3 +71,19 @@ def test_contact_folders_and_contact_delta(graph: httpx.Client, mailbox_user: di
     assert [x["id"] for x in changes] == [c.json()["id"]]
     default = graph.get(f"/users/{uid}/contacts").json()["value"]
     assert default and all(x["parentFolderId"] != supplier["id"] for x in default)
+
+
+def test_deleted_event_is_a_tombstone(graph: httpx.Client, mailbox_user: dict) -> None:
+    uid = mailbox_user["id"]
+    cal = graph.get(f"/users/{uid}/calendar").json()["id"]
+    params = {"startDateTime": "2020-01-01T00:00:00Z", "endDateTime": "2030-01-01T00:00:00Z"}
+    _, link, _ = drain(graph, f"/users/{uid}/calendarView/delta", params=params)
+    ev = graph.post(f"/users/{uid}/calendars/{cal}/events", json={
+        "subject": "to delete", "start": {"dateTime": "2026-05-01T10:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-05-01T10:30:00", "timeZone": "UTC"}}).json()  # fmt: skip
+    assert graph.delete(f"/users/{uid}/events/{ev['id']}").status_code == 204
+    changes, _, _ = drain(graph, link)
+    assert changes == [
+        {"@odata.type": "#microsoft.graph.event", "id": ev["id"], "@removed": {"reason": "deleted"}}
+    ]
+    assert graph.post(f"/users/{uid}/events", json={"subject": "no dates"}).status_code == 400

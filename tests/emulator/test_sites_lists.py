@@ -75,3 +75,16 @@ def test_list_item_delta_and_writes(graph: httpx.Client, task_list: tuple[str, s
     assert latest["value"] == [] and "token=" in latest["@odata.deltaLink"]
     bad = graph.post(f"/sites/{site_id}/lists/{list_id}/items", json={"fields": {"bad name": 1}})
     assert bad.status_code == 400
+
+
+def test_columns_and_item_versions(graph: httpx.Client, task_list: tuple[str, str]) -> None:
+    site_id, list_id = task_list
+    cols = graph.get(f"/sites/{site_id}/lists/{list_id}/columns").json()["value"]
+    assert {c["name"] for c in cols} >= {"Title", "Status"}
+    assert next(c for c in cols if c["name"] == "Status")["choice"]["choices"]
+    before = graph.get(f"/sites/{site_id}/lists/{list_id}/items/3/versions").json()["value"]
+    graph.patch(f"/sites/{site_id}/lists/{list_id}/items/3/fields", json={"Title": "v-next"})
+    after = graph.get(f"/sites/{site_id}/lists/{list_id}/items/3/versions").json()["value"]
+    assert len(after) == len(before) + 1
+    assert after[0]["fields"]["Title"] == "v-next" and after[0]["id"] == f"{len(after)}.0"
+    assert after[1]["fields"]["Title"] == before[0]["fields"]["Title"]

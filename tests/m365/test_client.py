@@ -378,3 +378,43 @@ async def test_a_token_service_outage_is_retried_then_reported_as_transient() ->
             else:
                 with pytest.raises(GraphTransient):
                     await client.get_json("/users/u1", scope=Scope.directory())
+
+
+async def test_concurrency_refusals_lower_the_lane_cap_then_it_recovers() -> None:
+    router = Router()
+    state = {"now": 0, "refused": 0, "served": 0, "server_cap": 2}
+
+    async def mailbox(request: httpx.Request) -> httpx.Response:
+        if state["now"] >= state["server_cap"]:
+            state["refused"] += 1
+            return httpx.Response(
+                429,
+                headers={"Retry-After": "1"},
+                json={
+                    "error": {
+                        "code": "ApplicationThrottled",
+                        "message": "Application is over its MailboxConcurrency limit.",
+                    }
+                },
+            )
+        state["now"] += 1
+        await asyncio.sleep(0.002)
+        state["now"] -= 1
+        state["served"] += 1
+        return httpx.Response(200, json={})
+
+    router.on("GET", r"/users/u1/", mailbox)
+    client, _, _ = make_client(router)
+    lane = client.lane(Scope.mailbox("u1"))
+    async with client:
+        await asyncio.gather(
+            *(client.get_json(f"/users/u1/messages/{i}", scope=Scope.mailbox("u1")) for i in range(40))
+        )
+        assert state["served"] == 40
+        assert lane.limit <= 3  # it learned the service's cap (and may be probing one above it)
+        assert state["refused"] <= 6, f"{state['refused']} refusals: the lane kept exceeding the cap"
+        # Once the service allows more again, the cap grows back to the ceiling.
+        state["server_cap"] = 10
+        for i in range(200):
+            await client.get_json(f"/users/u1/messages/x{i}", scope=Scope.mailbox("u1"))
+        assert lane.limit == 4

@@ -68,7 +68,11 @@ class CountingTransport(httpx.AsyncHTTPTransport):
         self.statuses: list[int] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
+        try:
+            response = await super().handle_async_request(request)
+        except httpx.TransportError:
+            self.statuses.append(0)  # a dropped connection
+            raise
         self.statuses.append(response.status_code)
         return response
 
@@ -294,19 +298,32 @@ async def test_throttling_storm_costs_time_not_data(emu: Emulator) -> None:
         some = sorted({mid for ids in box.ids().values() for mid in ids})[:12]
         baseline = {mid: await read_mime(client, user, mid) for mid in some}
 
-    # The server admits 2 concurrent requests per mailbox; the connector runs up to 4.
-    emu.admin("POST", "config", {"latencyMs": 40, "throttle": {"enabled": True, "mailboxConcurrency": 2}})
-    transport = CountingTransport(verify=tls_verification(str(emu.cert)))
-    async with connect(emu, transport=transport) as client:
-        stormy = Mailbox(user)
-        got = await asyncio.gather(stormy.sync(client), *(read_mime(client, user, mid) for mid in some))
-        lane = client.lane(Scope.mailbox(user))
-    assert dict(zip(some, got[1:], strict=True)) == baseline
-    assert stormy.ids() == box.ids()
-    throttled = transport.statuses.count(429) / len(transport.statuses)
-    print(f"storm: {throttled:.0%} of {len(transport.statuses)} answers were 429; lane paused {lane.pauses}x")
-    assert throttled >= 0.3, f"only {throttled:.0%} of {len(transport.statuses)} answers were 429"
-    assert lane.pauses > 0 and lane.max_in_flight <= 4
+    # The server admits 1 request at a time per mailbox. Four clients (four processes, or other
+    # apps on the same mailbox) each start at 4: a storm in which 429s are the norm at first.
+    emu.admin("POST", "config", {"latencyMs": 40, "throttle": {"enabled": True, "mailboxConcurrency": 1}})
+    transports = [CountingTransport(verify=tls_verification(str(emu.cert))) for _ in range(4)]
+    clients = [connect(emu, transport=t) for t in transports]
+    try:
+        boxes = [Mailbox(user) for _ in clients]
+        got = await asyncio.gather(
+            *(b.sync(c) for b, c in zip(boxes, clients, strict=True)),
+            *(read_mime(clients[i % 4], user, mid) for i, mid in enumerate(some)),
+        )
+        lanes = [c.lane(Scope.mailbox(user)) for c in clients]
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert dict(zip(some, got[4:], strict=True)) == baseline
+    assert all(b.ids() == box.ids() for b in boxes)
+    statuses = [s for t in transports for s in t.statuses]
+    throttled = statuses.count(429) / len(statuses)
+    print(
+        f"storm: {throttled:.0%} of {len(statuses)} answers were 429; lanes paused "
+        f"{[lane.pauses for lane in lanes]}x, caps now {[lane.limit for lane in lanes]}"
+    )
+    # Typically 30-35 % (measured); the bound leaves room for scheduling noise on a busy machine.
+    assert throttled >= 0.25, f"only {throttled:.0%} of {len(statuses)} answers were 429: no storm"
+    assert all(lane.limit < 4 for lane in lanes)  # each client learned to send fewer at a time
 
 
 async def test_random_5xx_and_dropped_connections(emu: Emulator) -> None:
@@ -352,16 +369,19 @@ async def test_token_expiry_in_the_middle_of_a_delta_round(emu: Emulator) -> Non
     async with connect(emu) as client:
         user = (await mailbox_users(client))[0]
         truth = await mailbox_truth(client, user)
-    emu.admin("POST", "config", {"tokenLifetimeSeconds": 1, "latencyMs": 120})
+    emu.admin("POST", "config", {"tokenLifetimeSeconds": 1, "latencyMs": 200})
 
     refreshing = CachedTokenProvider(MsalTokenSource(settings))
     frozen = CachedTokenProvider(MsalTokenSource(settings), timer=Frozen())
+    # One folder, two messages a page, 200 ms a page: a round of well over a token's lifetime.
+    folder = max(truth, key=lambda fid: len(truth[fid]))
+    assert len(truth[folder]) >= 20
     for provider in (refreshing, frozen):
         async with GraphClient.for_tenant(settings, tokens=provider) as client:
-            box = Mailbox(user)
-            await box.sync(client, page_size=4)
+            messages = Collection()
+            await messages.sync(lambda **kw: messages_delta(client, user, folder, page_size=2, **kw))
         await provider.aclose()
-        assert box.ids() == truth
+        assert set(messages.items) == truth[folder]
         assert provider.fetch_count >= 2, "the token never expired during the round"
 
 
@@ -489,11 +509,6 @@ async def test_restore_writers_round_trip(emu: Emulator) -> None:
         assert baseline.items[created["id"]]["fields"]["Title"] == "Restored task (edited)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: it looks up x5t#S256 verbatim, but MSAL base64url-encodes thumbprints WITH '=' "
-    "padding (Entra accepts that); remove this mark once the emulator strips padding",
-)
 async def test_certificate_credentials_through_msal(emu: Emulator) -> None:
     from cryptography.hazmat.primitives import serialization
 
@@ -556,3 +571,37 @@ async def test_calendar_and_contacts_rounds(emu: Emulator) -> None:
                 )
             }
             assert set(contacts.items) == listed
+
+
+async def test_uploads_survive_faults(emu: Emulator) -> None:
+    transport = CountingTransport(verify=tls_verification(str(emu.cert)))
+    async with connect(emu, transport=transport) as client:
+        user = (await mailbox_users(client))[0]
+        drive = await get_user_drive(client, user)
+        assert drive is not None
+        root = await client.get_json(f"/drives/{drive['id']}/root", scope=Scope.sharepoint())
+        target = await create_drive_folder(client, drive["id"], root["id"], f"Faulty {uuid.uuid4().hex[:8]}")
+        size = 12_000_000  # four fragments
+        uploaded = []
+        emu.admin("POST", "config", {"faultRate": 0.25, "enforceUploadFragmentMultiple": True})
+        start = len(transport.statuses)
+        # Upload until the faults have struck at least twice (the fault sequence is seeded, not timed).
+        for n in range(6):
+            uploaded.append(
+                await upload_file(
+                    client,
+                    drive["id"],
+                    parent_id=target["id"],
+                    name=f"big{n}.bin",
+                    size=size,
+                    content=byte_stream(size),
+                )
+            )
+            if sum(1 for st in transport.statuses[start:] if st == 0 or st >= 500) >= 2:
+                break
+        emu.admin("POST", "config", {"faultRate": 0.0})
+        faults = sum(1 for st in transport.statuses[start:] if st == 0 or st >= 500)
+        assert faults >= 2, "the fault knob never struck an upload"
+        for item in uploaded:
+            assert item["size"] == size
+            assert await read_file_checked(client, drive["id"], item) == pattern_bytes(0, size)

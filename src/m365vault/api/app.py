@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from m365vault import __version__
 from m365vault.api import errors
@@ -28,6 +32,8 @@ from m365vault.api.wire import json_response
 from m365vault.control.facade import Control
 from m365vault.control.restore_actions import RestoreActions
 
+SWAGGER_ASSETS = "/swagger/assets"
+
 
 def create_app(control: Control, restore: RestoreActions | None = None) -> FastAPI:
     app = FastAPI(
@@ -35,7 +41,7 @@ def create_app(control: Control, restore: RestoreActions | None = None) -> FastA
         version=__version__,
         description="Wire-compatible with the Veeam Backup for Microsoft 365 REST API v3. "
         "Authenticate with POST /v3/Token, then send `Authorization: Bearer <access_token>`.",
-        docs_url="/swagger",
+        docs_url=None,  # served below from a packaged Swagger UI: the server must work offline
         redoc_url=None,
         openapi_url="/swagger/v3/swagger.json",
         swagger_ui_oauth2_redirect_url=None,
@@ -49,6 +55,8 @@ def create_app(control: Control, restore: RestoreActions | None = None) -> FastA
     install_restore(app, restore)
     for router in routers:
         app.include_router(router)
+
+    _mount_swagger_ui(app)
 
     @app.get("/health", tags=["Server"], summary="200 when the server is ready (no auth)")
     def health() -> Response:
@@ -83,3 +91,20 @@ def create_app(control: Control, restore: RestoreActions | None = None) -> FastA
     app.add_middleware(BearerAuth, accounts=control.accounts)
     app.add_middleware(CaseInsensitivePaths, route_paths=route_paths)
     return app
+
+
+def _mount_swagger_ui(app: FastAPI) -> None:
+    """Swagger UI at /swagger with its assets from the fastapi-offline wheel (Swagger UI 5, which
+    reads OpenAPI 3.1), so the page renders on machines without internet access."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(SWAGGER_ASSETS, StaticFiles(directory=assets), name="swagger-assets")
+
+    @app.get("/swagger", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon.png",
+        )

@@ -9,11 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-import uvicorn
-
-from m365vault.bootstrap import RestoreOptions, ServerConfig, build_app
-from m365vault.cli.tls import ensure_self_signed
-from m365vault.control.errors import ControlError
 
 DEFAULT_DATA_DIR = Path("./m365vault-data")
 
@@ -36,6 +31,13 @@ def serve(
     ),
 ) -> None:
     """Run the REST API server until SIGTERM or Ctrl-C."""
+    # Imported here so that other commands (admin, ...) do not load the web stack.
+    import uvicorn
+
+    from m365vault.bootstrap import RestoreOptions, ServerConfig, build_app
+    from m365vault.cli.tls import ensure_self_signed
+    from m365vault.control.errors import ControlError
+
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -79,8 +79,15 @@ class Accounts:
         self._throttle = throttle or ThrottlePolicy()
         # argon2id with the library's RFC 9106 defaults; tests may pass cheaper parameters.
         self._hasher = hasher or PasswordHasher()
-        # Verified when the user name is unknown, so both paths cost one argon2 verification.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Verified when the user name is unknown, so both paths cost one argon2 verification.
+        Made on first use: CLI commands that never log in should not pay for it."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     # ------------------------------------------------------------ accounts (CLI and first start)
     def add(self, name: str, password: str) -> uuid.UUID:

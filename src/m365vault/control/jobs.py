@@ -115,10 +115,6 @@ class Jobs:
         return job
 
     def _create(self, organization_id: uuid.UUID, spec: JobInput) -> Job:
-        if spec.run_now and self._s.backup_runner is None:
-            raise NotAvailable(
-                "runNow cannot be honoured: the backup engine is not available on this server."
-            )
         if not spec.name or not spec.name.strip():
             raise InvalidRequest("'name' is required.")
         if spec.backup_type is None:
@@ -153,15 +149,12 @@ class Jobs:
                 self._add_items(db, job.id, SELECTED, spec.selected_items or [])
                 self._add_items(db, job.id, EXCLUDED, spec.excluded_items or [])
                 self._check_has_selection(db, job)
+                self._check_can_run_now(spec)  # last: every other mistake is reported first
         except IntegrityError as exc:
             raise InvalidRequest("The job conflicts with an existing one (name or items).") from exc
         return job
 
     def _edit(self, job_id: uuid.UUID, spec: JobInput) -> Job:
-        if spec.run_now and self._s.backup_runner is None:
-            raise NotAvailable(
-                "runNow cannot be honoured: the backup engine is not available on this server."
-            )
         try:
             with self._s.unit_of_work() as db:
                 job = _job(db, job_id)
@@ -189,6 +182,7 @@ class Jobs:
                     db.execute(delete(JobItem).where(JobItem.job_id == job.id, JobItem.kind == EXCLUDED))
                     self._add_items(db, job.id, EXCLUDED, spec.excluded_items)
                 self._check_has_selection(db, job)
+                self._check_can_run_now(spec)
                 db.flush()
                 return job
         except IntegrityError as exc:
@@ -269,7 +263,10 @@ class Jobs:
 
         await in_thread(check)
         assert self._s.backup_runner is not None
-        return await self._s.backup_runner.start(job_id)
+        try:
+            return await self._s.backup_runner.start(job_id)
+        except ValueError as exc:  # lost a race with another start
+            raise InvalidRequest(str(exc)) from exc
 
     async def stop(self, job_id: uuid.UUID) -> None:
         def running() -> uuid.UUID:
@@ -286,7 +283,10 @@ class Jobs:
 
         session_id = await in_thread(running)
         assert self._s.backup_runner is not None
-        await self._s.backup_runner.stop(job_id, session_id)
+        try:
+            await self._s.backup_runner.stop(job_id, session_id)
+        except ValueError as exc:  # the run ended meanwhile
+            raise InvalidRequest(str(exc)) from exc
 
     # ------------------------------------------------------------ rules
     def _place(self, db: Session, job: Job, repository_id: uuid.UUID, proxy_id: uuid.UUID | None) -> None:
@@ -299,6 +299,13 @@ class Jobs:
             if proxy_id != repo.proxy_id:
                 raise InvalidRequest("The repository is not hosted by the given proxy.")
         job.repository_id, job.proxy_id = repo.id, repo.proxy_id
+
+    def _check_can_run_now(self, spec: JobInput) -> None:
+        # Raised inside the transaction, so the job is not created or changed either.
+        if spec.run_now and self._s.backup_runner is None:
+            raise NotAvailable(
+                "runNow cannot be honoured: the backup engine is not available on this server."
+            )
 
     def _check_name(self, db: Session, job: Job) -> None:
         clash = db.scalar(select(Job.id).where(Job.name_key == job.name_key, Job.id != job.id))

@@ -187,8 +187,14 @@ class Organizations:
             created_at=self._s.clock(),
         )
         self._apply_credentials(org, app)
+        await in_thread(lambda: self._check_new_name(org.name_key))  # before asking the tenant
         await self._verify(org)
         return await in_thread(lambda: self._insert(org))
+
+    def _check_new_name(self, name_key: str) -> None:
+        with self._s.unit_of_work() as db:
+            if db.scalar(select(Organization.id).where(Organization.name_key == name_key)) is not None:
+                raise InvalidRequest(f"Organization '{name_key}' has already been added.")
 
     def _insert(self, org: Organization) -> Organization:
         try:

@@ -75,11 +75,14 @@ class BackupRunner(Protocol):
 
     async def start(self, job_id: uuid.UUID) -> uuid.UUID:
         """Create a JobSession (status Running), set the job's lastStatus/lastRun, begin the run,
-        and return the session id. Called only when the job has no Running session."""
+        and return the session id. The use case has checked that no session of the job is Running,
+        but two starts can race: raise ValueError (message shown to the user) if the job already
+        runs."""
         ...
 
     async def stop(self, job_id: uuid.UUID, session_id: uuid.UUID) -> None:
-        """Stop the running session; it and the job end as Stopped with endTime set."""
+        """Stop the running session; it and the job end as Stopped with endTime set. Raise
+        ValueError if that session is no longer running."""
         ...
 
 

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from m365vault.control.accounts import Principal
@@ -177,12 +177,20 @@ class RestoreSessions:
         if self.quiesce is not None:
             self.quiesce(session_id)
         with self._s.unit_of_work() as db:
-            session = _restore_session(db, owner, session_id)
-            if session.state == RestoreSessionState.Stopped.value:
-                return
+            _restore_session(db, owner, session_id)
             now = self._s.clock()
-            session.state = RestoreSessionState.Stopped.value
-            session.end_time = now
+            # A conditional UPDATE, so that of several stops at once exactly one closes the session
+            # (the database serialises the writes; the others then match no row).
+            closed = db.execute(
+                update(RestoreSession)
+                .where(
+                    RestoreSession.id == session_id, RestoreSession.state != RestoreSessionState.Stopped.value
+                )
+                .values(state=RestoreSessionState.Stopped.value, end_time=now)
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], closed).rowcount != 1:
+                return
             order = db.scalar(
                 select(func.max(RestoreSessionEvent.order)).where(
                     RestoreSessionEvent.restore_session_id == session_id

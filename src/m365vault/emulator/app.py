@@ -169,7 +169,10 @@ class Emulator:
             body.extend(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:  # repeated headers (two Prefer lines) combine, as HTTP says
+            name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1"
         proto = headers.get("x-forwarded-proto") or scope.get("scheme", "http")
         raw_path = scope.get("raw_path")
@@ -197,12 +200,12 @@ class Emulator:
             ):
                 req.params = {"tenant": parts[0]}
                 return auth.token(w, req)
-            if low.startswith("/_upload/"):
-                return self._upload(req, path.split("/")[2])
             graph = low.startswith("/v1.0/") or low == "/v1.0"
             download = low.startswith("/_download/")
-            if not (graph or download):
+            upload = low.startswith("/_upload/")
+            if not (graph or download or upload):
                 raise GraphError(404, "NotFound", f"No such endpoint: {path}")
+            # Faults strike before any work, so a failed upload fragment is not applied.
             fault = self.limiter.fault()
             if fault == "drop":
                 return Resp(200, _dropped(), {"Content-Length": "1024"})
@@ -214,6 +217,8 @@ class Emulator:
                     "Injected fault.",
                     headers={"Retry-After": "1"} if fault == "503" else {},
                 )
+            if upload:
+                return self._upload(req, path.split("/")[2])
             if download:
                 await self._latency()
                 with w.store.lock:
@@ -291,8 +296,11 @@ class Emulator:
             await send({"type": "http.response.body", "body": payload})
             return
         assert isinstance(body, Iterator)
-        for chunk in body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except DroppedConnection:
+            return  # an unfinished response: the server closes the connection (fault injection)
         await send({"type": "http.response.body", "body": b""})
 
     # ------------------------------------------------------------------ admin

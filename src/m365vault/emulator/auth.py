@@ -108,7 +108,7 @@ def _verify_assertion(world: World, req: Req, assertion: str, client_id: str) ->
     except (ValueError, json.JSONDecodeError):
         return "The client assertion is not a well-formed JWT."
     thumb = header.get("x5t#S256") or header.get("x5t")
-    cert = world.certificates.get(str(thumb))
+    cert = world.certificates.get(str(thumb).rstrip("="))  # MSAL keeps base64 padding, others drop it
     if cert is None:
         return f"The certificate with identifier used to sign the client assertion is not registered: {thumb}"
     key = cert.public_key()

@@ -35,6 +35,8 @@ def _validate(data: Any) -> list[dict[str, Any]]:
         if r["id"].lower() in seen:
             raise GraphError(400, "BadRequest", f"Batch request id '{r['id']}' is not unique.")
         seen.add(r["id"].lower())
+        if r["url"].lstrip("/").lower().removeprefix("v1.0/").startswith("$batch"):
+            raise GraphError(400, "BadRequest", "Batch requests cannot be nested.")
         if "body" in r and not any(k.lower() == "content-type" for k in (r.get("headers") or {})):
             raise GraphError(
                 400, "BadRequest", f"Batch request '{r['id']}' has a body but no Content-Type header."

@@ -52,11 +52,20 @@ class DeltaEngine:
         signer: TokenSigner,
         generations_kept: Callable[[], int],
         duplicates: Callable[[], bool] = lambda: False,
+        lag: Callable[[], float] = lambda: 0.0,
+        now: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.store = store
         self.signer = signer
         self.generations_kept = generations_kept
         self.duplicates = duplicates
+        self.lag = lag
+        self.now = now
+
+    def _visible_seq(self) -> int:
+        """The newest change a round may report: with a replication lag, recent writes wait a round."""
+        lag = self.lag()
+        return self.store.current_seq() if lag <= 0 else self.store.seq_at(self.now() - lag)
 
     def read_token(self, view: View, token: str) -> dict[str, Any]:
         try:
@@ -82,9 +91,16 @@ class DeltaEngine:
         """`token=latest`: nothing now, a deltaLink at the current position."""
         return Page(delta_token=self._delta_link(view, self.store.current_seq(), options))
 
-    def since_seq(self, view: View, seq: int, options: dict[str, Any]) -> Page:
-        """A deltaLink starting at `seq` (timestamp tokens)."""
-        return Page(delta_token=self._delta_link(view, seq, options))
+    def since_seq(self, view: View, seq: int, limit: int, options: dict[str, Any]) -> Page:
+        """The first page of the changes after `seq` (timestamp tokens), as if a deltaLink were followed."""
+        payload = {
+            "c": view.key,
+            "m": "d",
+            "s": seq,
+            "q": options,
+            "g": self.store.latest_generation(view.key),
+        }
+        return self.page(view, payload, limit, options)
 
     def page(self, view: View, payload: dict[str, Any] | None, limit: int, options: dict[str, Any]) -> Page:
         with self.store.lock:
@@ -92,7 +108,7 @@ class DeltaEngine:
                 payload = {
                     "c": view.key,
                     "m": "i",
-                    "s": self.store.current_seq(),
+                    "s": self._visible_seq(),
                     "p": "b",
                     "o": 0,
                     "q": options,
@@ -142,7 +158,7 @@ class DeltaEngine:
 
     def _since(self, view: View, p: dict[str, Any], limit: int) -> Page:
         if p["m"] == "d":  # a deltaLink being followed: the round's upper bound is fixed now
-            p = {**p, "m": "s", "o": int(p["s"]), "u": self.store.current_seq()}
+            p = {**p, "m": "s", "o": int(p["s"]), "u": max(int(p["s"]), self._visible_seq())}
         upto = int(p["u"])
         rows = self.store.changed(view.key, int(p["o"]), upto, limit + 1)
         page = Page(items=[(item_id, state) for _, item_id, state in rows[:limit]])

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from m365vault.emulator.delta import Expired, View
 from m365vault.emulator.errors import GraphError
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.tenant import Group, User
@@ -176,6 +177,52 @@ def register(router: Router, world: World) -> None:
     def list_users(req: Req) -> Resp:
         users = [user_json(world, u) for u in world.tenant.users]
         return _collection(world, req, "/users", users, "users", DEFAULT_USER_PROPS)
+
+    def directory_delta(
+        req: Req, kind: str, objects: list[dict[str, Any]], default: tuple[str, ...] | None
+    ) -> Resp:
+        """users/delta and groups/delta: the directory is generated and never written, so later rounds
+        are empty; `$deltatoken=latest` skips the first round (§2.1, §3.1)."""
+        view = View(kind, len(objects), lambda i: str(objects[i]["id"]), lambda i: objects[i])
+        token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
+        options = {"select": req.query.get("$select"), "top": req.query.get("$top")}
+        if token == "latest":
+            page = world.delta.latest(view, options)
+        else:
+            payload = None
+            if token:
+                try:
+                    payload = world.delta.read_token(view, token)
+                except Expired as exc:
+                    raise GraphError(
+                        410, "Request_ResourceNotFound", "The delta token has expired; start over.",
+                        headers={"Location": world.link(req, f"/{kind}/delta")},
+                    ) from exc  # fmt: skip
+                options = payload.get("q") or options
+            size, _ = world.delta_size(req, options, 100, prefer=False)
+            page = world.delta.page(view, payload, size, options)
+        select = [s for s in (options.get("select") or "").split(",") if s] or (
+            list(default) if default else None
+        )
+        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#{kind}"}
+        if page.next_token:
+            body["@odata.nextLink"] = world.link(req, f"/{kind}/delta", **{"$skiptoken": page.next_token})
+        else:
+            body["@odata.deltaLink"] = world.link(
+                req, f"/{kind}/delta", **{"$deltatoken": page.delta_token or ""}
+            )
+        body["value"] = [world.pick(s, select) for _, s in page.items if s is not None]
+        return Resp(200, body)
+
+    @router.route("GET", "users/delta")
+    def users_delta(req: Req) -> Resp:
+        return directory_delta(
+            req, "users", [user_json(world, u) for u in world.tenant.users], DEFAULT_USER_PROPS
+        )
+
+    @router.route("GET", "groups/delta")
+    def groups_delta(req: Req) -> Resp:
+        return directory_delta(req, "groups", [group_json(world, g) for g in world.tenant.groups], None)
 
     @router.route("GET", "users/{user}")
     def get_user(req: Req) -> Resp:

@@ -45,7 +45,3 @@ def not_found_drive(what: str = "The resource could not be found.") -> GraphErro
 
 def not_found_mail() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-
-
-def bad_request(message: str, code: str = "BadRequest") -> GraphError:
-    return GraphError(400, code, message)

@@ -520,13 +520,13 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         view = files.view(drive)
         link_path = f"/drives/{drive.id}/root/delta"
         token = req.query.get("token")
-        options = {"select": req.query.get("$select")}
-        size, _ = w.page_size(req, 200, 1000, prefer=False)
+        options = {"select": req.query.get("$select"), "top": req.query.get("$top")}
+        size, _ = w.delta_size(req, options, 200, prefer=False)
         if token == "latest":
             page = w.delta.latest(view, options)
         elif token and re.match(r"^\d{4}-\d\d-\d\dT", token):
             try:
-                page = w.delta.since_seq(view, w.store.seq_at(parse_iso(token)), options)
+                page = w.delta.since_seq(view, w.store.seq_at(parse_iso(token)), size, options)
             except ValueError as exc:
                 raise GraphError(400, "invalidRequest", "The timestamp token is not valid.") from exc
         else:
@@ -546,6 +546,7 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
                         inner_code="resyncChangesApplyDifferences",
                     ) from exc
                 options = payload.get("q") or options
+            size, _ = w.delta_size(req, options, 200, prefer=False)
             page = w.delta.page(view, payload, size, options)
         select = [s for s in (options.get("select") or "").split(",") if s] or None
         want_download = bool(select and any(s.lower() == "@microsoft.graph.downloadurl" for s in select))
@@ -645,6 +646,8 @@ def register(router: Router, world: World, files: Files) -> None:  # noqa: C901,
         drive = drive_of(req)
         iid, state = files.resolve(drive, req)
         data = req.json_object()
+        if not state.get("parentId"):
+            raise GraphError(403, "accessDenied", "The root cannot be renamed or moved.")
         if set(data) - {
             "name",
             "parentReference",

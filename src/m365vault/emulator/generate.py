@@ -120,7 +120,9 @@ def change_key(*parts: object) -> str:
     return "CQAAABYAAA" + hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:22]
 
 
+@functools.lru_cache(maxsize=8192)  # a delta page, then each message's $value: generate once
 def message(tenant: Tenant, user: User, folder: int, folder_id: str, index: int) -> dict[str, Any]:
+    """A generated message state. Cached: callers copy before changing it (states are never mutated)."""
     seed = tenant.seed
     rng = _rng(seed, "msg", user.index, folder, index)
     mailboxes = tenant.mailboxes

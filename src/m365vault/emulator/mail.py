@@ -8,6 +8,8 @@ import binascii
 import email
 import email.policy
 import hashlib
+import re
+from collections.abc import Callable
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
@@ -110,7 +112,9 @@ class Mail:
         self, user: User, fid: str, state: dict[str, Any], all_folders: list[tuple[str, dict[str, Any]]]
     ) -> dict[str, Any]:
         view = self.message_view(user, fid, state)
-        live, touched_base = self.w.store.count_live_and_touched_base(view.key, self._is_base_message)
+        live, touched_base = self.w.store.count_live_and_touched_base(
+            view.key, self.own_base(user, state, view)
+        )
         total = view.base_count - touched_base + live
         return {
             "id": fid,
@@ -124,9 +128,20 @@ class Mail:
         }
 
     # ------------------------------------------------------------------ messages
-    def _is_base_message(self, item_id: str) -> bool:
-        parsed = ids.parse(self.w.seed, "AAMk", item_id)
-        return parsed is not None and parsed[0] == K_MESSAGE
+    def own_base(self, user: User, folder_state: dict[str, Any], view: View) -> Callable[[str], bool]:
+        """Whether an id is one of the generated messages of this very folder."""
+        number = folder_state.get("_num")
+
+        def check(item_id: str) -> bool:
+            parsed = ids.parse(self.w.seed, "AAMk", item_id)
+            return (
+                parsed is not None
+                and parsed[0] == K_MESSAGE
+                and parsed[1][:2] == (user.index, number)
+                and parsed[1][2] < view.base_count
+            )
+
+        return check
 
     def message_view(self, user: User, fid: str, folder_state: dict[str, Any]) -> View:
         # Created folders have no generated messages (count 0, so number is never used for them).
@@ -460,10 +475,36 @@ def _check_message_shape(data: dict[str, Any]) -> None:
         raise GraphError(400, "ErrorInvalidProperty", "importance must be low, normal or high.")
 
 
-def _strip_html(text: str) -> str:
-    import re
+_RECEIVED_FILTER = re.compile(r"^\s*receivedDateTime\s+(ge|gt)\s+(\S+)\s*$", re.IGNORECASE)
 
-    return re.sub(r"<[^>]+>", " ", text).strip()
+
+def _delta_options(req: Req, kind: str) -> dict[str, Any]:
+    """Query options of a first delta request; they are baked into every later token (§3.1)."""
+    options: dict[str, Any] = {"select": req.query.get("$select"), "top": req.query.get("$top")}
+    change_type = req.query.get("changeType")
+    if change_type is not None:
+        if change_type not in ("created", "updated", "deleted"):
+            raise GraphError(400, "ErrorInvalidParameter", "changeType must be created, updated or deleted.")
+        options["changeType"] = change_type
+    flt = req.query.get("$filter")
+    if flt is not None:
+        match = _RECEIVED_FILTER.match(flt)
+        if kind != "message" or not match:
+            raise GraphError(
+                400, "ErrorInvalidUrlQueryFilter", "Only receivedDateTime ge|gt is supported in delta."
+            )
+        try:
+            options["after"] = parse_iso(match.group(2).strip("'"))
+        except ValueError as exc:
+            raise GraphError(
+                400, "ErrorInvalidUrlQueryFilter", "The receivedDateTime value is not a date."
+            ) from exc
+        options["inclusive"] = match.group(1).lower() == "ge"
+    return options
+
+
+def _strip_html(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()
 
 
 def _tombstone(mid: str) -> dict[str, Any]:
@@ -548,6 +589,31 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         w.store.write(w.now(), [(f"mf:{user.index}", fid, state, state.get("parentFolderId"))])
         return Resp(200, mail.folder_json(user, fid, state, mail.folders(user)))
 
+    @router.route("POST", "users/{user}/mailFolders/{folder}/move")
+    def move_folder(req: Req) -> Resp:
+        user = w.mailbox_user(req.params["user"])
+        fid, state = mail.folder(user, req.params["folder"])
+        dest = req.json_object().get("destinationId")
+        if not isinstance(dest, str):
+            raise GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
+        dest_id, _ = mail.folder(user, dest)
+        if state.get("_num") is not None and MAIL_FOLDERS[state["_num"]].well_known:
+            raise GraphError(403, "ErrorMoveDistinguishedFolder", "Distinguished folders cannot be moved.")
+        ancestor: str | None = dest_id
+        while ancestor:  # a folder cannot move under itself
+            if ancestor == fid:
+                raise GraphError(400, "ErrorMoveCopyFailed", "A folder cannot be moved into its own subtree.")
+            ancestor = mail.folder(user, ancestor)[1].get("parentFolderId")
+        if any(
+            s.get("parentFolderId") == dest_id and s["displayName"].lower() == state["displayName"].lower()
+            for i, s in mail.folders(user)
+            if i != fid
+        ):
+            raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+        state = {**state, "parentFolderId": dest_id}
+        w.store.write(w.now(), [(f"mf:{user.index}", fid, state, dest_id)])
+        return Resp(201, mail.folder_json(user, fid, state, mail.folders(user)))
+
     @router.route("DELETE", "users/{user}/mailFolders/{folder}")
     def delete_folder(req: Req) -> Resp:
         user = w.mailbox_user(req.params["user"])
@@ -560,14 +626,13 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
         return Resp(204)
 
     def delta_response(
-        req: Req, view: View, link_path: str, render: Any, tomb: Any, default_size: int
+        req: Req, view: View, link_path: str, render: Any, tomb: Any, kind: str, is_base: Any = None
     ) -> Resp:
-        size, applied = w.page_size(req, default_size, 1000, prefer=True)
         payload = None
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
         if req.query.get("$deltatoken", "").lower() == "latest":
             raise GraphError(400, "BadRequest", "Parameter 'DeltaToken' not supported for this request.")
-        options = {"select": req.query.get("$select")}
+        options = _delta_options(req, kind)
         if token:
             try:
                 payload = w.delta.read_token(view, token)
@@ -579,18 +644,38 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
                     f"[highest={exc.latest}].",
                 ) from exc
             options = payload.get("q") or options
+        size, applied = w.delta_size(req, options, 10, prefer=True)
         page = w.delta.page(view, payload, size, options)
+        items = page.items
+        if options.get("after") is not None:  # $filter=receivedDateTime ge|gt (baked into the tokens)
+            after, inclusive = float(options["after"]), bool(options.get("inclusive"))
+            items = [
+                (i, s)
+                for i, s in items
+                if s is None
+                or s["receivedDateTime"] > after
+                or (inclusive and s["receivedDateTime"] == after)
+            ]
+        change_type = options.get("changeType")
+        if change_type and payload is not None and payload["m"] in ("d", "s"):
+            since = int(payload["s"])
+
+            def existed(item_id: str) -> bool:
+                found, alive = w.store.state_at(view.key, item_id, since)
+                return alive if found else bool(is_base and is_base(item_id))
+
+            if change_type == "deleted":
+                items = [(i, s) for i, s in items if s is None]
+            else:
+                want_new = change_type == "created"
+                items = [(i, s) for i, s in items if s is not None and existed(i) != want_new]
         select = [s for s in (options.get("select") or "").split(",") if s] or None
-        body: dict[str, Any] = {
-            "@odata.context": f"{req.graph_base}/$metadata#Collection({view.key.split(':')[0]})"
-        }
+        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection({kind})"}
         if page.next_token:
             body["@odata.nextLink"] = w.link(req, link_path, **{"$skiptoken": page.next_token})
         else:
             body["@odata.deltaLink"] = w.link(req, link_path, **{"$deltatoken": page.delta_token or ""})
-        body["value"] = [
-            w.pick(render(i, s, select), select) if s is not None else tomb(i) for i, s in page.items
-        ]
+        body["value"] = [w.pick(render(i, s, select), select) if s is not None else tomb(i) for i, s in items]
         headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
         return Resp(200, body, headers)
 
@@ -615,7 +700,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
                 "id": i,
                 "@removed": {"reason": "deleted"},
             },
-            10,
+            "mailFolder",
         )
 
     @router.route("GET", "users/{user}/mailFolders/{folder}/messages/delta")
@@ -629,7 +714,8 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             f"/users/{user.id}/mailFolders('{fid}')/messages/delta",
             lambda i, s, sel: mail.message_json(req, i, s, sel),
             _tombstone,
-            10,
+            "message",
+            mail.own_base(user, fstate, view),
         )
 
     @router.route("GET", "users/{user}/mailFolders/{folder}/messages")
@@ -734,7 +820,15 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             headers["Preference-Applied"] = (
                 f'outlook.body-content-type="{req.prefer("outlook.body-content-type")}"'
             )
-        return Resp(200, w.pick(mail.message_json(req, mid, state), req.select()), headers)
+        body = w.pick(mail.message_json(req, mid, state, req.select()), req.select())
+        expand = req.query.get("$expand", "").lower()
+        if expand == "attachments":
+            body["attachments"] = [
+                mail.attachment_json(i, a, True) for i, a in enumerate(state.get("attachments", []))
+            ]
+        elif expand:
+            raise GraphError(400, "BadRequest", f"Expanding '{expand}' is not supported.")
+        return Resp(200, body, headers)
 
     def get_mime(req: Req) -> Resp:
         _, _, _, state = one(req)

@@ -32,9 +32,9 @@ def _outlook_delta(
     options: dict[str, Any],
     keep: Callable[[dict[str, Any], dict[str, Any]], bool],
 ) -> Resp:
-    size, applied = w.page_size(req, 10, 1000, prefer=True)
     token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
     payload = None
+    options = {**options, "top": req.query.get("$top")}
     if token:
         try:
             payload = w.delta.read_token(view, token)
@@ -46,6 +46,7 @@ def _outlook_delta(
                 f"generation={exc.generation};[highest={exc.latest}].",
             ) from exc
         options = payload.get("q") or options
+    size, applied = w.delta_size(req, options, 10, prefer=True)
     page = w.delta.page(view, payload, size, options)
     body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection({odata_type})"}
     if page.next_token:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from pathlib import Path
 
 import uvicorn
@@ -70,6 +71,22 @@ def build(settings: Settings, client_cert: Path | None = None) -> tuple[World, E
 
 def run(settings: Settings, host: str, port: int, *, https: bool, client_cert: Path | None = None) -> None:
     world, app = build(settings, client_cert)
+    kept = world.settings
+    ignored = [
+        flag
+        for flag, given, stored in (
+            ("--tenant", settings.tenant, kept.tenant),
+            ("--seed", settings.seed, kept.seed),
+            ("--scale", settings.scale, kept.scale),
+            ("--client-id", settings.client_id or kept.client_id, kept.client_id),
+        )
+        if given != stored
+    ]
+    if ignored:
+        print(
+            f"note: {settings.state_dir} already holds a tenant; "
+            f"{', '.join(ignored)} apply only to a new state dir"
+        )
     scheme = "https" if https else "http"
     base = f"{scheme}://{host}:{port}"
     print(f"tenant:        {world.tenant.domain} ({world.tenant.tenant_id})")
@@ -80,10 +97,29 @@ def run(settings: Settings, host: str, port: int, *, https: bool, client_cert: P
     print(f"authority:     {base}/{world.tenant.domain}")
     print(f"token:         {base}/{world.tenant.domain}/oauth2/v2.0/token")
     print(f"state dir:     {settings.state_dir}")
-    kwargs: dict[str, object] = {}
+    cert_file: str | None = None
+    key_file: str | None = None
     if https:
         cert, key = ensure_certificate(settings.state_dir, host)
         print(f"certificate:   {cert}")
-        kwargs = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        cert_file, key_file = str(cert), str(key)
     print(f"base url:      {base}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **kwargs)  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,  # clients holding keep-alive connections must not delay a stop
+        ssl_certfile=cert_file,
+        ssl_keyfile=key_file,
+    )
+    logging.getLogger("uvicorn.error").addFilter(_QuietInjectedDrops())
+    uvicorn.Server(config).run()
+
+
+class _QuietInjectedDrops(logging.Filter):
+    """Dropped connections are injected on purpose (faultRate); uvicorn need not report them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()

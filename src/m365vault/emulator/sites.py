@@ -257,8 +257,7 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         view = lists.view(site, lst)
         link_path = f"/sites/{site.id}/lists/{lst.id}/items/delta"
         token = req.query.get("token")
-        options = {"expand": expand_fields(req)}
-        size, _ = w.page_size(req, 200, 1000, prefer=False)
+        options = {"expand": expand_fields(req), "top": req.query.get("$top")}
         if token == "latest":
             page = w.delta.latest(view, options)
         else:
@@ -276,6 +275,7 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
                         inner_code="resyncChangesApplyDifferences",
                     ) from exc
                 options = payload.get("q") or options
+            size, _ = w.delta_size(req, options, 200, prefer=False)
             page = w.delta.page(view, payload, size, options)
         value = []
         for sid, state in page.items:
@@ -304,6 +304,44 @@ def register(router: Router, world: World, files: Files, lists: Lists) -> None: 
         lst = lists.get(site, req.params["list"])
         _, state = lists.item(site, lst, req.params["item"])
         return Resp(200, lists.item_json(req, site, lst, state, expand_fields(req)))
+
+    @router.route("GET", "sites/{site}/lists/{list}/columns")
+    def columns(req: Req) -> Resp:
+        site = w.site(req.params["site"])
+        lst = lists.get(site, req.params["list"])
+        cols: list[tuple[str, str, dict[str, Any]]] = [("Title", "text", {"text": {"maxLength": 255}})]
+        if lst.template == "genericList":
+            cols += [
+                ("Status", "choice", {"choice": {"choices": ["Not started", "In progress", "Completed"]}}),
+                ("Priority", "choice", {"choice": {"choices": ["(1) High", "(2) Normal", "(3) Low"]}}),
+                ("PercentComplete", "number", {"number": {"minimum": 0, "maximum": 1}}),
+            ]
+        value = [
+            {"id": hashlib.md5(f"{lst.id}:{n}".encode()).hexdigest(), "name": n, "displayName": n,
+             "columnGroup": "Custom Columns", "readOnly": False, "required": n == "Title", **facet}
+            for n, _, facet in cols
+        ]  # fmt: skip
+        return Resp(200, {"value": value})
+
+    @router.route("GET", "sites/{site}/lists/{list}/items/{item}/versions")
+    def item_versions(req: Req) -> Resp:
+        """Every state the item had: the generated one (if any) and each journal row, newest first."""
+        site = w.site(req.params["site"])
+        lst = lists.get(site, req.params["list"])
+        sid, _ = lists.item(site, lst, req.params["item"])
+        states: list[tuple[float, dict[str, Any]]] = []
+        n = int(req.params["item"])
+        if n <= lists.base_count(site, lst):
+            base = {**generate.list_item(w.tenant, site.index, n), "_n": n}
+            states.append((base["lastModifiedDateTime"], base))
+        states += [(ts, s) for _, ts, s in w.store.history(lists.coll(site, lst), sid) if s is not None]
+        value = [
+            {"id": f"{k + 1}.0", "lastModifiedDateTime": iso(ts),
+             "lastModifiedBy": {"user": {"displayName": "System Account"}},
+             "fields": lists.item_json(req, site, lst, s, True)["fields"]}
+            for k, (ts, s) in enumerate(states)
+        ]  # fmt: skip
+        return Resp(200, {"value": list(reversed(value))})
 
     @router.route("GET", "sites/{site}/lists/{list}/items/{item}/fields")
     def get_fields(req: Req) -> Resp:

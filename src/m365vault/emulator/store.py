@@ -20,7 +20,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts RE
 CREATE TABLE IF NOT EXISTS changes (collection TEXT NOT NULL, item_id TEXT NOT NULL, seq INTEGER NOT NULL,
     state TEXT, PRIMARY KEY (collection, item_id));
 CREATE INDEX IF NOT EXISTS changes_seq ON changes (collection, seq);
+CREATE INDEX IF NOT EXISTS journal_item ON journal (collection, item_id, seq);
 CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, collection TEXT NOT NULL, parent TEXT,
     seq INTEGER NOT NULL, state TEXT);
 CREATE INDEX IF NOT EXISTS items_parent ON items (collection, parent);
@@ -164,16 +165,34 @@ class Store:
         for item_id, text in rows.fetchall():
             yield str(item_id), json.loads(text)
 
-    def count_live_and_touched_base(self, collection: str, base_prefix_check: Any) -> tuple[int, int]:
+    def count_live_and_touched_base(self, collection: str, is_base: Callable[[str], bool]) -> tuple[int, int]:
+        """(live touched items, touched generated items of this collection): counts without listing."""
         live = touched_base = 0
         for item_id, text in self._db.execute(
             "SELECT item_id, state FROM changes WHERE collection = ?", (collection,)
         ):
             if text is not None:
                 live += 1
-            if base_prefix_check(item_id):
+            if is_base(item_id):
                 touched_base += 1
         return live, touched_base
+
+    def state_at(self, collection: str, item_id: str, seq: int) -> tuple[bool, bool]:
+        """(journal knew the item at `seq`, it was alive there) for one item in one collection."""
+        row = self._db.execute(
+            "SELECT state IS NOT NULL FROM journal WHERE collection = ? AND item_id = ? AND seq <= ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (collection, item_id, seq),
+        ).fetchone()
+        return (False, False) if row is None else (True, bool(row[0]))
+
+    def history(self, collection: str, item_id: str) -> list[tuple[int, float, dict[str, Any] | None]]:
+        """Every journal row of one item in one collection, oldest first: (seq, ts, state)."""
+        rows = self._db.execute(
+            "SELECT seq, ts, state FROM journal WHERE collection = ? AND item_id = ? ORDER BY seq",
+            (collection, item_id),
+        )
+        return [(int(s), float(t), _load(x)) for s, t, x in rows]
 
     def children(self, collection: str, parent: str) -> list[tuple[str, dict[str, Any]]]:
         rows = self._db.execute(

@@ -31,6 +31,8 @@ _SETTINGS: dict[str, tuple[str, type, float, float]] = {
     "downloadUrlLifetimeSeconds": ("download_url_lifetime_seconds", int, 1, 86_400),
     "deltaDuplicates": ("delta_duplicates", bool, 0, 1),
     "enforceUploadFragmentMultiple": ("enforce_fragment_multiple", bool, 0, 1),
+    "clockOffsetSeconds": ("clock_offset_seconds", int, -(10**9), 10**9),
+    "deltaReplicationLagSeconds": ("delta_replication_lag_seconds", float, 0, 3600),
 }
 _THROTTLE: dict[str, tuple[str, type, float, float]] = {
     "enabled": ("enabled", bool, 0, 1),
@@ -62,6 +64,8 @@ class Config:
     download_url_lifetime_seconds: int = 3600
     delta_duplicates: bool = False
     enforce_fragment_multiple: bool = False
+    clock_offset_seconds: int = 0
+    delta_replication_lag_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, attr) for name, (attr, *_) in _SETTINGS.items()}
@@ -135,6 +139,8 @@ class World:
             self.signer,
             lambda: self.config.delta_generations_kept,
             lambda: self.config.delta_duplicates,
+            lambda: self.config.delta_replication_lag_seconds,
+            self.now,
         )
         self.certificates: dict[str, Any] = {}
 
@@ -163,10 +169,11 @@ class World:
         self.store.meta_set("config", json.dumps(self.config.to_json()))
 
     def now(self) -> float:
-        return self.clock()
+        """The emulator's time: the injected clock plus the admin offset (to age tokens without waiting)."""
+        return self.clock() + self.config.clock_offset_seconds
 
     def now_iso(self) -> str:
-        return iso(self.clock())
+        return iso(self.now())
 
     # ------------------------------------------------------------------ directory lookups
     def user(self, key: str) -> User:
@@ -227,6 +234,15 @@ class World:
     def link(req: Req, path: str, **query: str) -> str:
         q = urlencode(query, safe="'(),$")
         return f"{req.graph_base}{path}" + (f"?{q}" if q else "")
+
+    def delta_size(
+        self, req: Req, options: dict[str, Any], default: int, *, prefer: bool
+    ) -> tuple[int, bool]:
+        """Page size of a delta page: `$top` of the first request is baked into the tokens (§3.1),
+        `Prefer: odata.maxpagesize` counts on every request that sends it."""
+        top = options.get("top")
+        base = int(top) if isinstance(top, str) and top.isdigit() and int(top) > 0 else default
+        return self.page_size(req, base, 1000, prefer=prefer)
 
     def page_size(self, req: Req, default: int, maximum: int, *, prefer: bool) -> tuple[int, bool]:
         """(size, whether Prefer: odata.maxpagesize was applied)."""

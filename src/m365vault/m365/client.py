@@ -35,6 +35,7 @@ from m365vault.m365.errors import (
     GraphThrottled,
     GraphTransient,
     classify_response,
+    error_code_chain,
     safe_url,
 )
 from m365vault.m365.settings import TenantSettings, tls_verification
@@ -296,6 +297,7 @@ class GraphClient:
                     wait = self._transport_retry(exc, request, failures.flaky, idempotent)
                 else:
                     if response.status_code < 400:
+                        lane.succeeded()
                         self._heed_rate_limit(response, lane)
                         yield response
                         return
@@ -390,6 +392,8 @@ class GraphClient:
             if retry_after is not None
             else self._backoff(failures.throttled if throttled else failures.flaky)
         )
+        if status == 429 and "applicationthrottled" in (c.lower() for c in error_code_chain(body)):
+            lane.concurrency_exceeded()  # over the mailbox's concurrency: fewer at a time, not just later
         if status in (429, 509) or (status == 503 and retry_after is not None):
             # Throttling is per mailbox / tenant: stop every worker of the lane, not just this one.
             lane.pause(wait)

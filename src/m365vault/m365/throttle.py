@@ -95,13 +95,25 @@ class TokenBucket:
             await self._timer.sleep((need - self._tokens) / self.rate)
 
 
+RECOVER_AFTER = 10  # successes per unit of the current cap before one more concurrent request
+
+
 class Lane:
-    """Concurrency cap + token bucket + shared pause for one limit scope."""
+    """Concurrency cap + token bucket + shared pause for one limit scope.
+
+    The cap adapts: when the service refuses a request for concurrency (ApplicationThrottled),
+    the lane runs one request fewer at a time (never below one), and grows back one at a time
+    after a run of successes. Other apps' or processes' traffic on the same mailbox shares
+    Microsoft's limit of 4, so the effective cap can be lower than ours.
+    """
 
     def __init__(self, name: str, concurrency: int, bucket: TokenBucket, timer: Timer) -> None:
         self.name = name
-        self.concurrency = concurrency
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency  # the ceiling
+        self.limit = concurrency  # the current cap
+        self._gate = asyncio.Condition()
+        self._holders = 0
+        self._successes = 0
         self._bucket = bucket
         self._timer = timer
         self._paused_until = 0.0
@@ -120,13 +132,30 @@ class Lane:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._timer.monotonic())
 
+    def concurrency_exceeded(self) -> None:
+        """The service refused a request for concurrency: run one fewer at a time."""
+        self.limit = max(1, self.limit - 1)
+        self._successes = 0
+
+    def succeeded(self) -> None:
+        """A request went through; after enough in a row, allow one more at a time again."""
+        if self.limit >= self.concurrency:
+            return
+        self._successes += 1
+        if self._successes >= RECOVER_AFTER * self.limit:
+            self.limit += 1
+            self._successes = 0  # waiters see the new cap at the next release
+
     async def _wait_unpaused(self) -> None:
         while (remaining := self._paused_until - self._timer.monotonic()) > 0:
             await self._timer.sleep(remaining)
 
     @asynccontextmanager
     async def slot(self, cost: float = 1.0) -> AsyncIterator[None]:
-        async with self._semaphore:
+        async with self._gate:
+            await self._gate.wait_for(lambda: self._holders < self.limit)
+            self._holders += 1
+        try:
             await self._wait_unpaused()
             await self._bucket.take(cost)
             await self._wait_unpaused()  # a pause may have started while we waited for tokens
@@ -136,6 +165,11 @@ class Lane:
                 yield
             finally:
                 self.in_flight -= 1
+        finally:
+            # Never suspends: the gate's lock is only ever held between awaits.
+            async with self._gate:
+                self._holders -= 1
+                self._gate.notify_all()
 
 
 class Throttle:

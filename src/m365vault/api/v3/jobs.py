@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from m365vault.api.auth import CurrentPrincipal
 from m365vault.api.deps import ControlDep, LinksDep, Offset, OptionalLimit
 from m365vault.api.v3.actions import JOB_ACTIONS, action_schema, parse_action
-from m365vault.api.v3.models import ERROR_RESPONSES, JobIn, JobItemIn
+from m365vault.api.v3.models import ERROR_RESPONSES, JobIn, JobItemIn, JobItemPutIn
 from m365vault.api.v3.present import job, job_item, restore_session
-from m365vault.api.wire import empty_response, json_response, window
+from m365vault.api.wire import BadInput, empty_response, json_response, window
 from m365vault.control.jobs import EXCLUDED, SELECTED
 
 router = APIRouter(tags=["Jobs"], responses=ERROR_RESPONSES)
@@ -123,14 +123,26 @@ def _item_routes(collection: str, kind: str) -> None:
     def get_item(jobId: uuid.UUID, itemId: uuid.UUID, control: ControlDep, links: LinksDep) -> Response:
         return json_response(job_item(control.jobs.item(jobId, kind, itemId), links))
 
-    @router.put(base + "/{itemId}", summary=f"Replace one of a job's {collection}", name=f"put_{kind}_item")
+    @router.put(
+        base + "/{itemId}",
+        summary=f"Replace one of a job's {collection}, or append items (v3 `Id` + `ItemsToAppend`)",
+        name=f"put_{kind}_item",
+    )
     def put_item(
         jobId: uuid.UUID,
         itemId: uuid.UUID,
         control: ControlDep,
-        body: JobItemIn = Body(...),
+        body: JobItemPutIn = Body(...),
     ) -> Response:
-        control.jobs.replace_item(jobId, kind, itemId, body.to_input())
+        if body.items_to_append is not None:
+            control.jobs.item(jobId, kind, itemId)  # the item named in the path must exist
+            control.jobs.add_items(jobId, kind, [i.to_input() for i in body.items_to_append])
+        else:
+            if body.type is None:
+                raise BadInput("Give a job item with 'type', or 'ItemsToAppend'.")
+            control.jobs.replace_item(
+                jobId, kind, itemId, JobItemIn.model_validate(body.model_dump()).to_input()
+            )
         return empty_response()
 
     @router.delete(

@@ -206,6 +206,15 @@ class JobItemIn(V3Input):
         return JobItemInput(type=self.type, payload=payload)
 
 
+class JobItemPutIn(JobItemIn):
+    """PUT on one item: a whole job item (later versions' style), or v3's documented
+    `{"Id": <job id>, "ItemsToAppend": [...]}`."""
+
+    type: JobItemType | None = None  # type: ignore[assignment]
+    id: str | None = None
+    items_to_append: list[JobItemIn] | None = None
+
+
 class JobIn(V3Input):
     name: Name | None = None
     description: str | None = None
