@@ -236,3 +236,13 @@ async def test_small_items_get_a_trained_dictionary_that_survives_reopen_and_pru
     await assert_check_passes(backend)
     async with await Repository.open(backend, PASSWORD) as fresh:
         assert await fresh.read_item(refs[1250]) == mail(1250)
+
+
+async def test_concurrent_items_sharing_chunks_all_finish(mem_repo: Repository) -> None:
+    shared = os.urandom(400_000)
+    variants = [shared + bytes([i]) * 1000 for i in range(12)] + [bytes([i]) + shared for i in range(12)]
+    refs = await asyncio.wait_for(asyncio.gather(*(mem_repo.save_item(v) for v in variants)), timeout=30)
+    await mem_repo.flush()
+    for ref, data in zip(refs, variants, strict=True):
+        assert await mem_repo.read_item(ref) == data
+    assert (await mem_repo.stats()).stored_bytes < 3 * len(shared)

@@ -454,8 +454,13 @@ class Repository:
             return
         if self._known(blob_id):
             return
-        await self._encode_slots.acquire()
+        # Claim the blob before waiting for a slot, so no other item claims (and encodes) it too.
         self._pending[blob_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._encode_slots.acquire()
+        except BaseException as err:
+            self._settle(blob_id, err)
+            raise
         stores.append(asyncio.create_task(self._encode_and_add(BlobType.DATA, blob_id, chunk, acquired=True)))
 
     async def _wait_pending(self, blob_id: bytes) -> bytes:
