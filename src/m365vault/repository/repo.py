@@ -432,27 +432,29 @@ class Repository:
                     continue
                 chunker = StreamChunker(self.config.chunker, self.keys.chunker_seed)
                 piece, head = bytes(head), bytearray()
-            for chunk in chunker.feed(piece):
-                await self._queue_chunk(chunk, chunks, stores)
+            # Cutting and hashing run in the pool, one hop per window, keeping the loop free.
+            for blob_id, chunk in await self.run_cpu(_cut_and_hash, self.keys, chunker.feed, piece):
+                await self._queue_chunk(blob_id, chunk, chunks, stores)
         if chunker is None:
             content = bytes(head)
             await self._sample(content)
             blob_id = await self._store_blob(BlobType.DATA, content)
             return make_ref(BlobType.DATA, blob_id)
-        for chunk in chunker.finish():
-            await self._queue_chunk(chunk, chunks, stores)
+        for blob_id, chunk in await self.run_cpu(
+            _cut_and_hash, self.keys, lambda _: list(chunker.finish()), b""
+        ):
+            await self._queue_chunk(blob_id, chunk, chunks, stores)
         await asyncio.gather(*stores)
         manifest = Manifest(total, chunks).encode()
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
         return make_ref(BlobType.MANIFEST, manifest_id)
 
     async def _queue_chunk(
-        self, chunk: bytes, chunks: list[tuple[bytes, int]], stores: list[asyncio.Task[bytes]]
+        self, blob_id: bytes, chunk: bytes, chunks: list[tuple[bytes, int]], stores: list[asyncio.Task[bytes]]
     ) -> None:
         # Chunks of one item are encoded in parallel; the slot semaphore bounds memory.
         if self._lock_created is not None and self.clock() - self._lock_created >= LOCK_REFRESH:
             await self._refresh_lock()  # a long item must not let the lock go stale
-        blob_id = await self._blob_id(chunk)
         chunks.append((blob_id, len(chunk)))
         if blob_id in self._pending:
             # Another item is storing this chunk: the manifest must wait until it is in a pack.
@@ -755,6 +757,10 @@ def _train(samples: list[bytes]) -> bytes:
     pieces: list[bytes | bytearray | memoryview] = list(samples)
     trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces).as_bytes()
     return trained
+
+
+def _cut_and_hash(keys: Keys, cut: Callable[[bytes], list[bytes]], piece: bytes) -> list[tuple[bytes, bytes]]:
+    return [(keys.blob_id(chunk), chunk) for chunk in cut(piece)]
 
 
 def _as_bytes(password: str | bytes) -> bytes:
