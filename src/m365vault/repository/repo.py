@@ -755,7 +755,9 @@ async def _pieces(data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> Async
 
 def _train(samples: list[bytes]) -> bytes:
     pieces: list[bytes | bytearray | memoryview] = list(samples)
-    trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces).as_bytes()
+    # Fixed fastCover parameters: the same ratio on mail as zstd's parameter search, in a fifth of
+    # the time (0.06 s instead of 0.27 s for 1,000 messages; the search also holds the GIL).
+    trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces, k=1024, d=8).as_bytes()
     return trained
 
 
