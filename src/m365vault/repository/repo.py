@@ -175,10 +175,16 @@ class Repository:
         cfg.validate()
         keys = Keys.from_master(master_key) if master_key is not None else Keys.generate()
         repo = cls(backend, keys, cfg, clock=clock, workers=workers)
-        if password is not None:
-            await repo.add_key(password, kdf or KdfParams())
-        # The config goes last: a crash before it leaves no repository (init may be rerun).
-        await backend.save(Handle(Kind.CONFIG, "config"), cfg.seal(keys), retention=repo._retention())
+        key_name = await repo.add_key(password, kdf or KdfParams()) if password is not None else None
+        # The config goes last: a crash before it leaves no repository. If the store refuses it (a
+        # bucket without Object Lock, say), take the key file back so the location stays empty.
+        try:
+            await backend.save(Handle(Kind.CONFIG, "config"), cfg.seal(keys), retention=repo._retention())
+        except BaseException:
+            if key_name is not None:
+                await repo._remove_quietly(Handle(Kind.KEYS, key_name))
+            repo._pool.shutdown(wait=False)
+            raise
         return repo
 
     @classmethod
