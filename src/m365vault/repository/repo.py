@@ -41,7 +41,7 @@ from m365vault.repository.pack import TRAILER, PackBuilder, PackEntry, parse_hea
 
 if TYPE_CHECKING:
     from m365vault.repository.check import CheckReport
-    from m365vault.repository.prune import PruneReport
+    from m365vault.repository.prune import PruneReport, SafetyParameters
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -737,11 +737,13 @@ class Repository:
 
         return await check_repository(self, read_data=read_data, refs=refs)
 
-    async def prune(self, live_refs: Iterable[str] | None, **options: Any) -> PruneReport:
+    async def prune(
+        self, live_refs: Iterable[str] | None, *, safety: SafetyParameters | None = None
+    ) -> PruneReport:
         """Reclaim space in two phases; see `m365vault.repository.prune.prune`."""
         from m365vault.repository.prune import prune
 
-        return await prune(self, live_refs, **options)
+        return await prune(self, live_refs, safety=safety)
 
 
 async def _pieces(data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterator[bytes]:
