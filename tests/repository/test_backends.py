@@ -104,3 +104,18 @@ async def test_retrying_gives_up_on_permanent_errors() -> None:
     await b.save(h, b"x")
     with pytest.raises(BackendError):
         await b.save(h, b"x")  # the first attempt found someone else's object: not ours
+
+
+@pytest.mark.s3
+async def test_object_lock_init_on_a_bucket_without_lock_fails_and_leaves_nothing(s3_factory) -> None:
+    from m365vault.repository import KdfParams, ObjectLockPolicy, Repository
+
+    b: S3Backend = await s3_factory(object_lock=False)
+    try:
+        with pytest.raises(BackendError):
+            await Repository.init(
+                b, "pw", kdf=KdfParams.for_tests(), object_lock=ObjectLockPolicy("COMPLIANCE", 1)
+            )
+        assert [i async for i in b.list(Kind.KEYS)] == [] and [i async for i in b.list(Kind.CONFIG)] == []
+    finally:
+        await b.close()

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
+from m365vault.clock import FakeClock, utcnow
 from m365vault.repository import KdfParams, Repository
 from m365vault.repository.backends.local import LocalBackend
 from tests.repository.conftest import PASSWORD, SMALL
@@ -78,3 +80,15 @@ def test_sigkill_at_random_points_loses_nothing_durable(tmp_path: Path) -> None:
             durable.update(w.kill())
         asyncio.run(verify(tmp_path, durable))
     assert durable, "the writers never reported anything durable: the test proved nothing"
+    temps = len(list(tmp_path.rglob(".tmp-*")))
+    asyncio.run(collect_garbage(tmp_path, temps))
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+async def collect_garbage(path: Path, temps: int) -> None:
+    """Prune finds what the kills left: unindexed packs (marked) and temp files (removed)."""
+    clock = FakeClock(utcnow() + timedelta(hours=2), step=timedelta(seconds=1))  # past the grace period
+    async with await Repository.open(LocalBackend(path), PASSWORD, clock=clock) as repo:
+        report = await repo.prune(None)
+        assert report.temp_files_removed == temps
+    await verify(path, {})

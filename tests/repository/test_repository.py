@@ -236,3 +236,18 @@ async def test_small_items_get_a_trained_dictionary_that_survives_reopen_and_pru
     await assert_check_passes(backend)
     async with await Repository.open(backend, PASSWORD) as fresh:
         assert await fresh.read_item(refs[1250]) == mail(1250)
+
+
+async def test_concurrent_items_sharing_chunks_all_finish() -> None:
+    # One worker means two encode slots: items queue for slots while holding the same next chunk.
+    backend = MemoryBackend()
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL, workers=1)
+    shared = os.urandom(400_000)
+    variants = [os.urandom(40_000 + i) + shared for i in range(16)]
+    refs = await asyncio.wait_for(asyncio.gather(*(repo.save_item(v) for v in variants)), timeout=20)
+    await repo.flush()
+    for ref, data in zip(refs, variants, strict=True):
+        assert await repo.read_item(ref) == data
+    assert (await repo.stats()).stored_bytes < 2_000_000  # 16 full copies would be 7 MB
+    await repo.close()
+    await assert_check_passes(backend)

@@ -50,6 +50,7 @@ class PruneReport:
     deleted_index_files: int = 0
     kept_locked: int = 0
     freed_bytes: int = 0
+    temp_files_removed: int = 0
     waiting_for: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -111,7 +112,17 @@ async def prune(
         report.phase = "swept"
         return report
     await _mark(repo, refs, report, safety)
+    report.temp_files_removed = await _remove_temp_files(repo, now - safety.grace)
     return report
+
+
+async def _remove_temp_files(repo: Repository, before: datetime) -> int:
+    """Backends that write through temp files (local) may hold some from killed writers."""
+    backend: object = repo.backend
+    while hasattr(backend, "unwrap"):
+        backend = backend.unwrap()
+    remove = getattr(backend, "remove_temp_files", None)
+    return int(await remove(before)) if remove is not None else 0
 
 
 async def _sweep_blockers(

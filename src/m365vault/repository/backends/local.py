@@ -138,6 +138,22 @@ class LocalBackend:
             raise _classify(err, handle) from err
         _fsync_dir(target.parent)
 
+    async def remove_temp_files(self, older_than: datetime) -> int:
+        """Delete temp files a killed writer left behind (invisible to `list`, but they use disk).
+        Only files last modified before `older_than`, so a save in progress is never touched."""
+        return await asyncio.to_thread(self._remove_temp_files, older_than.timestamp())
+
+    def _remove_temp_files(self, before: float) -> int:
+        removed = 0
+        for temp in self.root.rglob(".tmp-*"):
+            try:
+                if temp.stat().st_mtime < before:
+                    temp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def properties(self) -> BackendProperties:
         return BackendProperties(location=str(self.root), supports_object_lock=False)
 
