@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from m365vault.catalog import EntryKind, ObjectKind
-from m365vault.m365 import GraphClient, Scope, writers
+from m365vault.m365 import GraphClient, Scope, enumeration, writers
+from m365vault.m365 import content as graph_content
 from tests.restore.backup import Backup, Entry, make_mime
 from tests.restore.conftest import NOW
 from tests.restore.emulator_tenant import Tenant, emulated_tenant
@@ -221,3 +222,186 @@ def test_restore_in_place_honours_exclude_drafts_and_deleted_items(tenant: Tenan
     assert r.json() == stats(created=3)
     assert "Half written" in tenant.run(lambda c: subjects(c, folders["drafts"]))
     assert "Thrown away" in tenant.run(lambda c: subjects(c, folders["deleteditems"]))
+
+
+async def _sites(client: GraphClient) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    async for page in enumeration.list_sites(client):
+        found.extend(page.items)
+    return found
+
+
+async def _tasks_list(client: GraphClient, site_id: str) -> dict[str, Any]:
+    return next(
+        [
+            lst async for lst in enumeration.list_lists(client, site_id) if lst["displayName"] == "Tasks"
+        ].__iter__()
+    )
+
+
+async def _list_items(client: GraphClient, site_id: str, list_id: str) -> list[dict[str, Any]]:
+    body = await client.get_json(
+        f"/sites/{site_id}/lists/{list_id}/items",
+        scope=Scope.sharepoint(),
+        params={"$expand": "fields", "$top": "500"},
+    )
+    return list(body["value"])
+
+
+def test_list_items_restore_in_place_and_to_another_site(tenant: Tenant) -> None:
+    at = NOW - timedelta(hours=4)
+
+    async def backup(client: GraphClient, b: Backup) -> dict[str, Any]:
+        sites = [s for s in await _sites(client) if "personal" not in s.get("webUrl", "")]
+        source, target = sites[0], sites[1]
+        tasks = await _tasks_list(client, source["id"])
+        items = (await _list_items(client, source["id"], tasks["id"]))[:3]
+        assert len(items) == 3
+        obj = b.object(ObjectKind.SITE, source["id"], at, name=source.get("displayName") or "site")
+        entries = [Entry(tasks["id"], EntryKind.LIST, None, name="Tasks")]
+        entries += [
+            Entry(i["id"], EntryKind.ITEM, tasks["id"], as_json(i), name=i["fields"].get("Title"))
+            for i in items
+        ]
+        await b.page(obj, at, entries)
+        other_tasks = await _tasks_list(client, target["id"])
+        return {
+            "site": source["id"],
+            "list": tasks["id"],
+            "items": items,
+            "target": target["id"],
+            "target_list": other_tasks["id"],
+        }
+
+    found = asyncio.run(tenant.backup(backup))
+    site, list_id, items = found["site"], found["list"], found["items"]
+    gone, changed, same = items
+
+    async def damage(client: GraphClient) -> None:
+        await client.request(
+            "DELETE", f"/sites/{site}/lists/{list_id}/items/{gone['id']}", scope=Scope.sharepoint()
+        )
+        await writers.update_list_item(client, site, list_id, changed["id"], {"Title": "tampered"})
+
+    tenant.run(damage)
+    env = tenant.env
+    sid = env.explore("vesp")
+    base = R.format(sid=sid) + f"/Sites/{site}"
+    listed = env.get(base + "/Items", parentId=list_id)
+    assert sorted(i["id"] for i in listed["results"]) == sorted(i["id"] for i in items)
+    none = env.client.post(
+        base + f"/Lists/{list_id}/Action",
+        json={"restoreTo": {"changedItems": "false", "deletedItems": "false"}},
+    )
+    assert none.json() == stats(skipped=3)
+    r = env.client.post(
+        base + f"/Lists/{list_id}/Action", json={"restoreTo": {"userName": "admin", "userPassword": "x"}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == stats(created=1, merged=1, skipped=1)
+
+    def fields_of(entry: dict[str, Any]) -> dict[str, Any]:
+        skip = {"id", "Modified", "Created", "@odata.etag"}
+        return {k: v for k, v in entry["fields"].items() if k not in skip}
+
+    async def check_in_place(client: GraphClient) -> None:
+        now = {i["id"]: i for i in await _list_items(client, site, list_id)}
+        assert fields_of(now[changed["id"]]) == fields_of(changed)  # overwritten back
+        assert gone["id"] not in now
+        copies = [i for i in now.values() if fields_of(i) == fields_of(gone)]
+        assert len(copies) == 1  # recreated with its backed-up fields
+
+    tenant.run(check_in_place)
+
+    # To another site's list, named by `alias` (site id) and `list` (its name): every item created.
+    wrong_site = env.client.post(
+        base + "/Items/Action", json={"restoreTo": {"alias": "no-such-site", "items": [{"id": same["id"]}]}}
+    )
+    assert wrong_site.status_code == 400 and "no-such-site" in wrong_site.json()["message"]
+    wrong_list = env.client.post(
+        base + "/Items/Action",
+        json={"restoreTo": {"alias": found["target"], "list": "Nope", "items": [{"id": same["id"]}]}},
+    )
+    assert wrong_list.status_code == 400 and "Nope" in wrong_list.json()["message"]
+    before = tenant.run(lambda c: _list_items(c, found["target"], found["target_list"]))
+    body = {
+        "restoreTo": {"alias": found["target"], "list": "tasks", "items": [{"id": i["id"]} for i in items]}
+    }
+    r = env.client.post(base + "/Items/Action", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == stats(created=3)
+    after = tenant.run(lambda c: _list_items(c, found["target"], found["target_list"]))
+    new = [i for i in after if i["id"] not in {b["id"] for b in before}]
+    assert sorted(json.dumps(fields_of(i), sort_keys=True) for i in new) == sorted(
+        json.dumps(fields_of(i), sort_keys=True) for i in items
+    )
+
+
+def test_documents_restore_to_another_library_and_site(tenant: Tenant) -> None:
+    at = NOW - timedelta(hours=3)
+
+    async def backup(client: GraphClient, b: Backup) -> dict[str, Any]:
+        sites = [s for s in await _sites(client) if "personal" not in s.get("webUrl", "")]
+        counts = {
+            s["id"]: len([d async for d in enumeration.list_site_drives(client, s["id"])]) for s in sites
+        }
+        source = next(s for s in sites if counts[s["id"]] > 1)
+        target = next(s for s in sites if s["id"] != source["id"])
+        drives = {d["name"]: d["id"] async for d in enumeration.list_site_drives(client, source["id"])}
+        library = drives["Documents"]
+        children = await client.get_json(f"/drives/{library}/items/root/children", scope=Scope.sharepoint())
+        f = min((c for c in children["value"] if "file" in c), key=lambda c: c["size"])
+        data = b"".join([c async for c in graph_content.download_file(client, library, f["id"])])
+        obj = b.object(ObjectKind.SITE, source["id"], at, name=source.get("displayName") or "site")
+        lib = {"driveId": library}
+        await b.page(
+            obj,
+            at,
+            [
+                Entry(library, EntryKind.LIBRARY, None, name="Documents", extras=lib),
+                Entry(f["id"], EntryKind.DOCUMENT, library, data, name=f["name"], extras=lib),
+            ],
+        )
+        target_drives = {d["name"]: d["id"] async for d in enumeration.list_site_drives(client, target["id"])}
+        return {
+            "site": source["id"],
+            "archive": drives["Archive"],
+            "target": target["id"],
+            "target_docs": target_drives["Documents"],
+            "file": f,
+            "data": data,
+        }
+
+    found = asyncio.run(tenant.backup(backup))
+    env = tenant.env
+    sid = env.explore("vesp")
+    base = R.format(sid=sid) + f"/Sites/{found['site']}"
+    doc = [{"id": found["file"]["id"]}]
+    missing = env.client.post(
+        base + "/Documents/Action", json={"restoreTo": {"list": "Elsewhere", "documents": doc}}
+    )
+    assert missing.status_code == 400 and "Elsewhere" in missing.json()["message"]
+    r = env.client.post(
+        base + "/Documents/Action",
+        json={"restoreTo": {"list": "Archive", "folder": "Restored", "documents": doc}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == stats(created=1)
+    # The whole site into another one: its documents and its list items (if an earlier test
+    # backed up list items of this site, they go to the target's list of the same name).
+    list_items = len(env.get(base + "/Items", limit=1000)["results"])
+    r = env.client.post(
+        base + "/Action", json={"restoreTo": {"alias": found["target"], "restoreSubsites": "false"}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == stats(created=1 + list_items)
+
+    async def check(client: GraphClient) -> None:
+        name = found["file"]["name"]
+        for drive, path in ((found["archive"], f"Restored/{name}"), (found["target_docs"], name)):
+            item = await enumeration.find_drive_item(client, drive, path)
+            assert item is not None, path
+            got = b"".join([c async for c in graph_content.download_file(client, drive, item["id"])])
+            assert got == found["data"]
+
+    tenant.run(check)
