@@ -405,3 +405,74 @@ def test_documents_restore_to_another_library_and_site(tenant: Tenant) -> None:
             assert got == found["data"]
 
     tenant.run(check)
+
+
+def test_bulk_restore_of_whole_onedrives(tenant: Tenant) -> None:
+    at = NOW - timedelta(hours=2)
+
+    async def backup(client: GraphClient, b: Backup) -> dict[str, tuple[str, dict[str, Any], bytes]]:
+        out: dict[str, tuple[str, dict[str, Any], bytes]] = {}
+        for user in tenant.users:
+            drive = await enumeration.get_user_drive(client, user["id"])
+            assert drive is not None
+            children = await client.get_json(
+                f"/drives/{drive['id']}/items/root/children", scope=Scope.sharepoint()
+            )
+            f = min((c for c in children["value"] if "file" in c), key=lambda c: c["size"])
+            data = b"".join([c async for c in graph_content.download_file(client, drive["id"], f["id"])])
+            obj = b.object(ObjectKind.ONEDRIVE, user["id"], at, name=user.get("displayName", ""))
+            await b.page(obj, at, [Entry(f["id"], EntryKind.DOCUMENT, None, data, name=f["name"])])
+            out[user["id"]] = (str(drive["id"]), f, data)
+        return out
+
+    drives = asyncio.run(tenant.backup(backup))
+
+    async def damage(client: GraphClient) -> None:
+        for drive, f, _ in drives.values():
+            await client.request("DELETE", f"/drives/{drive}/items/{f['id']}", scope=Scope.sharepoint())
+
+    tenant.run(damage)
+    env = tenant.env
+    sid = env.explore("veod", at=at + timedelta(minutes=1))
+    action = R.format(sid=sid) + "/OneDrives/Action"
+    chosen = [{"id": uid} for uid in drives] + [{"id": "not-backed-up"}]
+    refused = env.client.post(action, json={"restoretoOriginallocation": {"oneDrives": chosen}})
+    assert refused.status_code == 400 and "not-backed-up" in refused.json()["message"]
+    assert env.client.post(action, json={"restoretoOriginallocation": None}).status_code == 400
+
+    async def present(client: GraphClient) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for drive, f, _ in drives.values():
+            item = await enumeration.find_drive_item(client, drive, f["name"])
+            out.append(
+                None
+                if item is None
+                else b"".join([c async for c in graph_content.download_file(client, drive, item["id"])])
+            )
+        return out
+
+    assert tenant.run(present) == [None, None]  # the refused request wrote nothing
+    body = {
+        "restoretoOriginallocation": {
+            "officeUsername": "admin@fabrikam.onmicrosoft.com",
+            "officePassword": "x",
+            "skipUnresolved": "true",
+            "documentVersion": "last",
+            "documentAction": "overwrite",
+            "oneDrives": chosen,
+        }
+    }
+    r = env.client.post(action, json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert {k: answer[k] for k in stats()} == stats(created=2)
+    rows = {row["id"]: row for row in answer["oneDrives"]}
+    assert [row["id"] for row in answer["oneDrives"]] == [c["id"] for c in chosen]
+    for uid in drives:
+        assert rows[uid]["status"] == "Success"
+        assert {k: rows[uid][k] for k in stats()} == stats(created=1)
+    assert rows["not-backed-up"]["status"] == "Unresolved" and rows["not-backed-up"]["message"]
+    assert tenant.run(present) == [data for _, _, data in drives.values()]
+    events = env.get(f"/v3/RestoreSessions/{sid}/Events")["results"]
+    # One event per request: the refused one failed (its message says why), this one succeeded.
+    assert [e["status"] for e in events if e["type"] == "Restore"] == ["Failed", "Success"]
