@@ -387,6 +387,10 @@ def test_documents_restore_to_another_library_and_site(tenant: Tenant) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json() == stats(created=1)
+    # `list` naming a list (not a library) is for list items: documents stay in their own library
+    # (here: in place, and the file is unchanged there).
+    r = env.client.post(base + "/Documents/Action", json={"restoreTo": {"list": "Tasks", "documents": doc}})
+    assert r.json() == stats(skipped=1)
     # The whole site into another one: its documents and its list items (if an earlier test
     # backed up list items of this site, they go to the target's list of the same name).
     list_items = len(env.get(base + "/Items", limit=1000)["results"])

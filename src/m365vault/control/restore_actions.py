@@ -400,16 +400,20 @@ class RestoreActions:
             async with self._x.wiring.graph(credentials) as client:
                 # Every target is resolved before anything is written: a bad name changes nothing.
                 site = await self._target_site(client, request) if sharepoint else None
+                targets = site_targets.SiteTargets(client)
                 groups: dict[tuple[int, str, bool], list[FileSource]] = {}
                 for p, source in pairs:
-                    drive, in_place = await self._drive_of(client, p, request, site)
+                    if sharepoint:
+                        drive, in_place = await self._library_target(targets, p, request, site)
+                    else:
+                        drive, in_place = await self._drive_of(client, p, request)
                     groups.setdefault((p.obj.id, drive, in_place), []).append(
                         _strip_library(source) if sharepoint else source
                     )
                 lists: dict[tuple[int, str, str, bool], list[VersionInfo]] = {}
                 for p, list_id in list_items:
                     target_site, target_list, in_place = await self._list_target(
-                        client, p, list_id, request, site
+                        targets, p, list_id, request, site
                     )
                     lists.setdefault((p.obj.id, target_site, target_list, in_place), []).append(p.version)
                 readers = {p.obj.id: self._x.content(p.obj) for p, _ in [*pairs, *list_items]}
@@ -510,28 +514,51 @@ class RestoreActions:
             raise InvalidRequest(f"The tenant has no site '{request.site_alias}' to restore to.")
         return found
 
-    async def _drive_of(
-        self, client: Any, p: Picked, request: DocumentRestoreRequest, site: str | None
-    ) -> tuple[str, bool]:
-        """The drive a document goes back to, and whether that is its original place: the
-        OneDrive of the (target) user, or the library (another one by `list` / `alias`)."""
-        if p.obj.kind.value == "site":
-            library = _library_of(p)
-            if library is None:
-                raise InvalidRequest(f"The library of {p.version.metadata.name} is not known.")
-            own_name = p.path[0] if p.path else ""
-            wanted = request.library or own_name
-            target_site = site or p.obj.external_id
-            if target_site == p.obj.external_id and wanted.casefold() == own_name.casefold():
-                return library, request.in_place
-            found = await site_targets.find_library(client, target_site, wanted)
-            if found is None:
-                raise InvalidRequest(f"The target site has no document library '{wanted}' to restore to.")
-            return found, found == library and request.in_place
+    async def _drive_of(self, client: Any, p: Picked, request: DocumentRestoreRequest) -> tuple[str, bool]:
+        """The OneDrive a document goes back to (the target user's), and whether in place."""
         user = (
             request.target_object if (request.target_object and not request.in_place) else p.obj.external_id
         )
         return await self._onedrive_of(client, p.obj, user), request.in_place
+
+    async def _target_name(
+        self,
+        targets: site_targets.SiteTargets,
+        site: str,
+        own: str,
+        request: DocumentRestoreRequest,
+        kind: str,
+    ) -> str:
+        """The library (kind "library") or list (kind "list") name an element goes to: `list` when
+        it names one of that kind in the target site; its own container's name when `list` names
+        one of the other kind (that one is for the other elements of a mixed selection)."""
+        wanted = request.library
+        if wanted is None or wanted.casefold() == own.casefold():
+            return own
+        library = await targets.library(site, wanted)
+        named_list = await targets.list(site, wanted)
+        if library is None and named_list is None:
+            raise InvalidRequest(f"The target site has no library or list '{wanted}' to restore to.")
+        mine = library if kind == "library" else named_list
+        return wanted if mine is not None else own
+
+    async def _library_target(
+        self, targets: site_targets.SiteTargets, p: Picked, request: DocumentRestoreRequest, site: str | None
+    ) -> tuple[str, bool]:
+        """The library a SharePoint document goes to (another one by `list` / `alias`), and
+        whether that is its own place."""
+        library = _library_of(p)
+        if library is None:
+            raise InvalidRequest(f"The library of {p.version.metadata.name} is not known.")
+        own = p.path[0] if p.path else ""
+        target_site = site or p.obj.external_id
+        wanted = await self._target_name(targets, target_site, own, request, "library")
+        if target_site == p.obj.external_id and wanted.casefold() == own.casefold():
+            return library, request.in_place
+        found = await targets.library(target_site, wanted)
+        if found is None:
+            raise InvalidRequest(f"The target site has no document library '{wanted}' to restore to.")
+        return found, False
 
     async def _onedrive_of(self, client: Any, obj: ObjectInfo, user: str) -> str:
         """The drive id of `user`'s OneDrive (the backed-up one's own id when it is the owner)."""
@@ -549,19 +576,24 @@ class RestoreActions:
         return str(drive["id"])
 
     async def _list_target(
-        self, client: Any, p: Picked, list_id: str, request: DocumentRestoreRequest, site: str | None
+        self,
+        targets: site_targets.SiteTargets,
+        p: Picked,
+        list_id: str,
+        request: DocumentRestoreRequest,
+        site: str | None,
     ) -> tuple[str, str, bool]:
         """(site id, list id, in place) for a list item: its own list unless `list` / `alias`
         name another one (which must exist: lists are not created)."""
-        own_name = p.path[0] if p.path else ""
-        wanted = request.library or own_name
+        own = p.path[0] if p.path else ""
         target_site = site or p.obj.external_id
-        if target_site == p.obj.external_id and wanted.casefold() == own_name.casefold():
+        wanted = await self._target_name(targets, target_site, own, request, "list")
+        if target_site == p.obj.external_id and wanted.casefold() == own.casefold():
             return target_site, list_id, request.in_place
-        found = await site_targets.find_list(client, target_site, wanted)
+        found = await targets.list(target_site, wanted)
         if found is None:
             raise InvalidRequest(f"The target site has no list '{wanted}' to restore to.")
-        return target_site, found, request.in_place and found == list_id and target_site == p.obj.external_id
+        return target_site, found, False
 
 
 NON_MIME_CLASSES = (

@@ -29,20 +29,32 @@ async def resolve_site(client: GraphClient, alias: str) -> str | None:
     return str(site["id"])
 
 
-async def find_library(client: GraphClient, site_id: str, name: str) -> str | None:
-    """The drive id of the site's document library called `name` (any case)."""
-    wanted = name.strip().casefold()
-    async for drive in enumeration.list_site_drives(client, site_id):
-        if str(drive.get("name", "")).casefold() == wanted:
-            return str(drive["id"])
-    return None
+class SiteTargets:
+    """Libraries and lists of target sites by name (any case), each site listed once per restore."""
 
+    def __init__(self, client: GraphClient) -> None:
+        self._client = client
+        self._libraries: dict[str, dict[str, str]] = {}
+        self._lists: dict[str, dict[str, str]] = {}
 
-async def find_list(client: GraphClient, site_id: str, name: str) -> str | None:
-    """The id of the site's list called `name` (display name or URL name, any case)."""
-    wanted = name.strip().casefold()
-    async for item in enumeration.list_lists(client, site_id):
-        names = {str(item.get("displayName", "")).casefold(), str(item.get("name", "")).casefold()}
-        if wanted in names:
-            return str(item["id"])
-    return None
+    async def library(self, site_id: str, name: str) -> str | None:
+        """The drive id of the site's document library called `name`."""
+        if site_id not in self._libraries:
+            self._libraries[site_id] = {
+                str(drive.get("name", "")).casefold(): str(drive["id"])
+                async for drive in enumeration.list_site_drives(self._client, site_id)
+            }
+        return self._libraries[site_id].get(name.strip().casefold())
+
+    async def list(self, site_id: str, name: str) -> str | None:
+        """The id of the site's list (not a document library) called `name` (display or URL name)."""
+        if site_id not in self._lists:
+            found: dict[str, str] = {}
+            async for item in enumeration.list_lists(self._client, site_id):
+                if (item.get("list") or {}).get("template") == "documentLibrary":
+                    continue
+                for key in (item.get("displayName"), item.get("name")):
+                    if key:
+                        found.setdefault(str(key).casefold(), str(item["id"]))
+            self._lists[site_id] = found
+        return self._lists[site_id].get(name.strip().casefold())
