@@ -5,6 +5,10 @@ stores events and contacts that way), so restore sends that JSON back to `POST .
 `POST .../contacts` with the properties Graph computes or refuses on create left out. A restored
 item is a new item (Exchange ids are not reusable): the original, when it still exists, stays.
 
+Calendar items are backed up as calendarView returns them: single events, and the occurrences and
+exceptions of a series one by one (not its master), so a series comes back as single events at the
+same times.
+
 In place, the original's state decides as for mail: gone -> "deleted" (restored with
 deletedItems), a different changeKey / lastModifiedDateTime -> "changed" (restored with
 changedItems), equal -> skipped. Elsewhere (another mailbox) every item is written: events into
@@ -57,6 +61,9 @@ READ_ONLY = frozenset(
         "multiValueExtendedProperties",
         "photo",
         "organizer",
+        "bodyPreview",
+        "hasAttachments",
+        "isCancelled",
     }
 )
 
