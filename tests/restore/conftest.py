@@ -5,6 +5,7 @@ real repository."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,6 +151,11 @@ async def backup_synthetic(db_url: str, org_id: str, repo_id: str, path: str, pa
         engine.dispose()
 
 
+def _graph_json(item: dict[str, Any]) -> bytes:
+    """Calendar items, contacts and list items are backed up as their Graph JSON (as the engine does)."""
+    return json.dumps(item, sort_keys=True).encode()
+
+
 def _mail_entry(eid: str, parent: str, mime_key: str, subject: str, at: datetime) -> Entry:
     return Entry(
         eid,
@@ -184,7 +190,16 @@ async def _mail(b: Backup) -> None:
                 "e1",
                 EntryKind.ITEM,
                 "f-cal",
-                b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+                _graph_json(
+                    {
+                        "id": "e1",
+                        "subject": "Review",
+                        "start": {"dateTime": "2026-03-10T09:00:00.0000000", "timeZone": "UTC"},
+                        "end": {"dateTime": "2026-03-10T10:00:00.0000000", "timeZone": "UTC"},
+                        "location": {"displayName": "Room 1"},
+                        "attendees": [{"emailAddress": {"address": "bob@contoso.com"}, "type": "required"}],
+                    }
+                ),
                 subject="Review",
                 item_class="IPM.Appointment",
                 extras={
@@ -199,7 +214,14 @@ async def _mail(b: Backup) -> None:
                 "c1",
                 EntryKind.ITEM,
                 "f-con",
-                b"BEGIN:VCARD\r\nEND:VCARD\r\n",
+                _graph_json(
+                    {
+                        "id": "c1",
+                        "displayName": "Dan Smith",
+                        "emailAddresses": [{"address": "dan@example.com", "name": "Dan Smith"}],
+                        "companyName": "ACME",
+                    }
+                ),
                 subject="Dan Smith",
                 item_class="IPM.Contact",
                 extras={"fullName": "Dan Smith", "email": "dan@example.com", "company": "ACME"},
@@ -294,7 +316,7 @@ async def _sites(b: Backup) -> None:
                 "li1",
                 EntryKind.ITEM,
                 "list1",
-                b'{"Title": "Task 1"}',
+                _graph_json({"id": "li1", "eTag": '"li1,1"', "fields": {"Title": "Task 1"}}),
                 name="Task 1",
                 subject="Task 1",
                 extras={"version": "1.0"},

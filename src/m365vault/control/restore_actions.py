@@ -3,19 +3,24 @@ saving, exporting or sending it. Each action is one event of the session (see `e
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
 from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
-from m365vault.control.errors import InvalidRequest
+from m365vault.control.errors import InvalidRequest, NotFound
 from m365vault.control.explore import RestoreExplorer, SessionTree
 from m365vault.control.services import in_thread
 from m365vault.control.settings import Settings
 from m365vault.m365 import GraphError, GraphNotFound, enumeration
-from m365vault.restore import mailer
+from m365vault.restore import mailer, site_targets
 from m365vault.restore.errors import InvalidMailSettings, RestoreOutputError
 from m365vault.restore.formats import eml, mbox, msg, zipstream
 from m365vault.restore.formats.download import Download, MailItem
+from m365vault.restore.list_items import ListItemRestorer, ListOptions, ListTarget
+from m365vault.restore.outlook_items import OutlookItemRestorer, OutlookSource, restorable_kind
 from m365vault.restore.writeback import (
     DriveTarget,
     FileOptions,
@@ -26,9 +31,13 @@ from m365vault.restore.writeback import (
     MailSource,
     MailTarget,
     RestoreStats,
+    excluded_folders,
+    is_excluded,
 )
 
 CONTAINERS = (EntryKind.FOLDER, EntryKind.LIST, EntryKind.LIBRARY)
+DOCUMENTS = (EntryKind.DOCUMENT,)
+STREAM_BATCH = 200  # items listed per catalog read while an output streams
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,18 @@ class DocumentRestoreRequest:
     target_object: str | None = None  # copyTo / restoreTo: OneDrive (user id) or site id
     folder: str | None = None
     options: FileOptions = field(default_factory=FileOptions)
-    library: str | None = None  # Vesp restoreTo `list`: must name the documents' own library
+    library: str | None = None  # Vesp restoreTo `list`: the target library or list by name
+    site_alias: str | None = None  # Vesp restoreTo `alias`: the target site (id or URL)
+
+
+@dataclass(frozen=True)
+class OneDriveOutcome:
+    """One OneDrive of a bulk restore: its statistics, or why it was not restored."""
+
+    id: str
+    name: str | None
+    stats: RestoreStats | None
+    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -83,17 +103,22 @@ class RestoreActions:
     # ------------------------------------------------------------ selections
     def pick(self, tree: SessionTree, selection: Selection, kinds: tuple[EntryKind, ...]) -> list[Picked]:
         """The elements of `kinds` the selection holds, with their container paths."""
-        objects = (
+        return list(self.iter_pick(tree, selection, kinds))
+
+    def iter_pick(
+        self, tree: SessionTree, selection: Selection, kinds: tuple[EntryKind, ...]
+    ) -> Iterator[Picked]:
+        """`pick`, lazily: the catalog is read a page at a time as the caller goes."""
+        objects: Iterable[ObjectInfo] = (
             [tree.object(selection.object_id)]
             if selection.object_id is not None
-            else _all(lambda off, lim: tree.objects(off, lim).items)
+            else _paged(lambda off, lim: tree.objects(off, lim).items)
         )
-        picked: list[Picked] = []
         for obj in objects:
             if selection.ids is not None:
                 for wire_id in selection.ids:
                     version = tree.entry(obj, kinds, wire_id)
-                    picked.append(Picked(obj, tree.path_of(obj, version), version))
+                    yield Picked(obj, tree.path_of(obj, version), version)
                 roots: list[str | None] = list(selection.folder_ids)
             else:
                 roots = list(selection.folder_ids) or [selection.container_id]
@@ -102,9 +127,8 @@ class RestoreActions:
                 if root is not None:
                     container = tree.entry(obj, CONTAINERS, root)
                     prefix = [*tree.path_of(obj, container), container.metadata.name or container.external_id]
-                for path, version in tree.explorer.subtree(obj, root, kinds, CONTAINERS):
-                    picked.append(Picked(obj, prefix + path, version))
-        return picked
+                for path, version in tree.explorer.iter_subtree(obj, root, kinds, CONTAINERS):
+                    yield Picked(obj, prefix + path, version)
 
     def _history(self, tree: SessionTree, picked: Picked) -> list[VersionInfo]:
         """Older versions of a document seen by the session's point in time, oldest first."""
@@ -117,45 +141,62 @@ class RestoreActions:
     # ------------------------------------------------------------ mail: save, export
     def mail_only(self, tree: SessionTree, selection: Selection) -> list[Picked]:
         """The selection's messages (content = MIME); calendar items and contacts are left out."""
-        return [
-            p
-            for p in self.pick(tree, selection, (EntryKind.ITEM,))
-            if p.version.content_ref and is_message(p.version.metadata.item_class)
-        ]
+        return list(self.iter_mail(tree, selection))
 
-    def save_mail(self, tree: SessionTree, selection: Selection, fmt: str, title: str) -> Download:
-        picked = self.mail_only(tree, selection)
-        if not picked:
+    def iter_mail(self, tree: SessionTree, selection: Selection) -> Iterator[Picked]:
+        return (
+            p
+            for p in self.iter_pick(tree, selection, (EntryKind.ITEM,))
+            if p.version.content_ref and is_message(p.version.metadata.item_class)
+        )
+
+    async def save_mail(self, tree: SessionTree, selection: Selection, fmt: str, title: str) -> Download:
+        """mbox, or a ZIP of .eml / .msg (one .eml alone for one chosen item). The selection is
+        streamed from the catalog a batch at a time as the output is written: memory does not
+        grow with the mailbox (beyond the ZIP's own directory of names)."""
+        source = self.iter_mail(tree, selection)
+        # Chosen items are all looked up first (an unknown id is a 404 before any byte is sent).
+        head = await in_thread(lambda: list(source) if selection.ids is not None else list(islice(source, 2)))
+        if not head:
             raise InvalidRequest("There is nothing to save: the selection holds no item.")
-        items = [
-            MailItem(
-                p.version.metadata.subject,
-                self._x.content(p.obj).opener(p.version),
-                p.version.metadata.received_at,
-            )
-            for p in picked
-        ]
-        name = _archive_name(tree, selection, picked)
+        name = _archive_name(tree, selection, head)
+
+        async def picked() -> AsyncIterator[Picked]:
+            for p in head:
+                yield p
+            while batch := await in_thread(lambda: list(islice(source, STREAM_BATCH))):
+                for p in batch:
+                    yield p
+
+        def item(p: Picked) -> MailItem:
+            meta = p.version.metadata
+            return MailItem(meta.subject, self._x.content(p.obj).opener(p.version), meta.received_at)
+
         if fmt == "mbox":
-            out = mbox.export_to_mbox(
-                [
-                    mbox.MboxMessage(i.open, p.version.metadata.sender, i.received)
-                    for i, p in zip(items, picked, strict=True)
-                ],
-                name,
-            )
-            return self._x.download(tree, "Export", title, out)
+
+            async def messages() -> AsyncIterator[mbox.MboxMessage]:
+                async for p in picked():
+                    meta = p.version.metadata
+                    yield mbox.MboxMessage(
+                        self._x.content(p.obj).opener(p.version), meta.sender, meta.received_at
+                    )
+
+            return self._x.download(tree, "Export", title, mbox.export_to_mbox(messages(), name))
+
+        async def items() -> AsyncIterator[MailItem]:
+            async for p in picked():
+                yield item(p)
+
         if fmt == "eml":
-            if len(items) == 1 and selection.ids is not None:
-                out = eml.save_to_eml(items[0].subject, items[0].open(), picked[0].version.metadata.size)
+            if len(head) == 1 and selection.ids is not None:
+                one = item(head[0])
+                out = eml.save_to_eml(one.subject, one.open(), head[0].version.metadata.size)
             else:
-                out = eml.save_many_to_eml(items, archive_name=name + ".zip")
+                out = eml.save_many_to_eml(items(), archive_name=name + ".zip")
             return self._x.download(tree, "Save", title, out)
-        if len(items) > 1 or selection.ids is None:
-            return self._x.download(
-                tree, "Save", title, msg.save_many_to_msg(items, archive_name=name + ".zip")
-            )
-        raise AssertionError("a single .msg is built by save_one_msg")
+        return self._x.download(
+            tree, "Save", title, msg.save_many_to_msg(items(), archive_name=name + ".zip")
+        )
 
     async def save_one_msg(self, tree: SessionTree, selection: Selection, title: str) -> Download:
         """One item as .msg: built before answering, so a failure can still be a status code."""
@@ -197,15 +238,36 @@ class RestoreActions:
                 for p in picked:
                     by_object.setdefault(p.obj.id, []).append(p)
                 for group in by_object.values():
-                    obj = group[0].obj
-                    user = obj.external_id if request.in_place else str(request.mailbox)
-                    target = MailTarget(user=user, folder=request.folder, in_place=request.in_place)
-                    restorer = MailRestorer(client, self._x.content(obj), target, request.options)
-                    stats = await restorer.restore([MailSource(p.path, p.version) for p in group])
-                    _add(total, stats)
+                    _add(total, await self._restore_mailbox(client, group, request))
             return total
 
         return await self._x.operation(tree, "Restore", title, work(), _summary)
+
+    async def _restore_mailbox(
+        self, client: Any, group: list[Picked], request: MailRestoreRequest
+    ) -> RestoreStats:
+        """One source mailbox's items: messages through the MIME route, calendar items and
+        contacts through their JSON routes; excluded folders skipped."""
+        obj = group[0].obj
+        user = obj.external_id if request.in_place else str(request.mailbox)
+        target = MailTarget(user=user, folder=request.folder, in_place=request.in_place)
+        stats = RestoreStats()
+        excluded = await excluded_folders(client, user, request.options) if request.in_place else {}
+        messages: list[MailSource] = []
+        others: list[OutlookSource] = []
+        for p in group:
+            if is_excluded(p.path, p.version.parent_external_id, excluded):
+                stats.skipped += 1
+            elif restorable_kind(p.version.metadata.item_class) is not None:
+                others.append(OutlookSource(p.path, p.version))
+            else:
+                messages.append(MailSource(p.path, p.version))
+        reader = self._x.content(obj)
+        if messages:
+            _add(stats, await MailRestorer(client, reader, target, request.options).restore(messages))
+        if others:
+            _add(stats, await OutlookItemRestorer(client, reader, target, request.options).restore(others))
+        return stats
 
     # ------------------------------------------------------------ mail: send
     async def send_mail(
@@ -315,54 +377,193 @@ class RestoreActions:
     async def restore_documents(
         self, tree: SessionTree, selection: Selection, request: DocumentRestoreRequest, title: str
     ) -> RestoreStats:
-        def collect() -> list[tuple[Picked, FileSource]]:
-            out: list[tuple[Picked, FileSource]] = []
-            for p in self.pick(tree, selection, (EntryKind.DOCUMENT,)):
-                history = self._history(tree, p) if request.options.all_versions else []
-                out.append((p, FileSource(p.path, p.version, history)))
-            return out
+        """Documents (and, in a SharePoint session, list items) back to their place or another."""
+        sharepoint = tree.type.value == "Vesp"
+        kinds = (EntryKind.DOCUMENT, EntryKind.ITEM) if sharepoint else (EntryKind.DOCUMENT,)
 
-        pairs = await in_thread(collect)
-        if request.library is not None:
-            wanted = request.library.casefold()
-            others = {p.path[0] for p, _ in pairs if p.path and p.path[0].casefold() != wanted}
-            if others:
-                raise InvalidRequest(
-                    f"Restoring into another library than '{sorted(others)[0]}' is not supported yet; "
-                    "name the documents' own library in 'list' or leave it out."
-                )
+        def collect() -> tuple[list[tuple[Picked, FileSource]], list[tuple[Picked, str]]]:
+            documents: list[tuple[Picked, FileSource]] = []
+            items: list[tuple[Picked, str]] = []
+            for p in self.pick(tree, selection, kinds):
+                if p.version.kind is EntryKind.ITEM:
+                    items.append((p, _list_of(tree, p)))
+                    continue
+                history = self._history(tree, p) if request.options.all_versions else []
+                documents.append((p, FileSource(p.path, p.version, history)))
+            return documents, items
+
+        pairs, list_items = await in_thread(collect)
         credentials = await in_thread(lambda: self._x.credentials(tree))
 
         async def work() -> RestoreStats:
             total = RestoreStats()
             async with self._x.wiring.graph(credentials) as client:
-                groups: dict[tuple[int, str], list[tuple[Picked, FileSource]]] = {}
+                # Every target is resolved before anything is written: a bad name changes nothing.
+                site = await self._target_site(client, request) if sharepoint else None
+                targets = site_targets.SiteTargets(client)
+                groups: dict[tuple[int, str, bool], list[FileSource]] = {}
                 for p, source in pairs:
-                    drive = await self._drive_of(client, p, request)
-                    groups.setdefault((p.obj.id, drive), []).append((p, source))
-                for (_, drive), group in groups.items():
-                    target = DriveTarget(drive, request.folder, request.in_place)
-                    sources = [_strip_library(s) if tree.type.value == "Vesp" else s for _, s in group]
-                    restorer = FileRestorer(client, self._x.content(group[0][0].obj), target, request.options)
+                    if sharepoint:
+                        drive, in_place = await self._library_target(targets, p, request, site)
+                    else:
+                        drive, in_place = await self._drive_of(client, p, request)
+                    groups.setdefault((p.obj.id, drive, in_place), []).append(
+                        _strip_library(source) if sharepoint else source
+                    )
+                lists: dict[tuple[int, str, str, bool], list[VersionInfo]] = {}
+                for p, list_id in list_items:
+                    target_site, target_list, in_place = await self._list_target(
+                        targets, p, list_id, request, site
+                    )
+                    lists.setdefault((p.obj.id, target_site, target_list, in_place), []).append(p.version)
+                readers = {p.obj.id: self._x.content(p.obj) for p, _ in [*pairs, *list_items]}
+                for (obj_id, drive, in_place), sources in groups.items():
+                    target = DriveTarget(drive, request.folder, in_place)
+                    restorer = FileRestorer(client, readers[obj_id], target, request.options)
                     _add(total, await restorer.restore(sources))
+                for (obj_id, target_site, target_list, in_place), versions in lists.items():
+                    options = ListOptions(request.options.changed_items, request.options.deleted_items)
+                    list_target = ListTarget(target_site, target_list, in_place)
+                    _add(
+                        total,
+                        await ListItemRestorer(client, readers[obj_id], list_target, options).restore(
+                            versions
+                        ),
+                    )
             return total
 
         return await self._x.operation(tree, "Restore", title, work(), _summary)
 
-    async def _drive_of(self, client: Any, p: Picked, request: DocumentRestoreRequest) -> str:
-        """The drive a document goes back to: the OneDrive of the (target) user, or the library."""
-        if p.obj.kind.value == "site":
-            if request.target_object is not None and not request.in_place:
-                raise InvalidRequest("Restoring SharePoint documents to another site is not supported yet.")
-            library = _library_of(p)
-            if library is None:
-                raise InvalidRequest(f"The library of {p.version.metadata.name} is not known.")
-            return library
+    async def restore_onedrives(
+        self,
+        tree: SessionTree,
+        ids: tuple[str, ...],
+        options: FileOptions,
+        skip_unresolved: bool,
+        title: str,
+    ) -> list[OneDriveOutcome]:
+        """`/OneDrives/Action`: whole OneDrives back to their owners, one outcome per OneDrive.
+        Unresolved (not in this backup, or the owner has no OneDrive now): without skipUnresolved
+        the request is refused before anything is written; with it, they are reported and left."""
+        if len(set(ids)) != len(ids):
+            raise InvalidRequest("'oneDrives' names a OneDrive twice.")
+
+        def backed_up() -> dict[str, ObjectInfo | None]:
+            found: dict[str, ObjectInfo | None] = {}
+            for wire_id in ids:
+                try:
+                    found[wire_id] = tree.object(wire_id)
+                except NotFound:
+                    found[wire_id] = None
+            return found
+
+        objects = await in_thread(backed_up)
+        credentials = await in_thread(lambda: self._x.credentials(tree))
+
+        async def work() -> list[OneDriveOutcome]:
+            outcomes: dict[str, OneDriveOutcome] = {}
+            async with self._x.wiring.graph(credentials) as client:
+                drives: dict[str, str] = {}
+                for wire_id, obj in objects.items():
+                    if obj is None:
+                        outcomes[wire_id] = OneDriveOutcome(wire_id, None, None, "not in this restore point")
+                        continue
+                    try:
+                        drives[wire_id] = await self._onedrive_of(client, obj, obj.external_id)
+                    except InvalidRequest as err:
+                        outcomes[wire_id] = OneDriveOutcome(wire_id, obj.name, None, str(err))
+                unresolved = list(outcomes.values())
+                if unresolved and not skip_unresolved:
+                    first = unresolved[0]
+                    raise InvalidRequest(
+                        f"The OneDrive '{first.id}' cannot be restored ({first.problem}); "
+                        "set skipUnresolved to restore the others."
+                    )
+                for wire_id, drive in drives.items():
+                    obj = objects[wire_id]
+                    assert obj is not None
+                    sources = await in_thread(partial(self._whole_drive, tree, wire_id, options))
+                    target = DriveTarget(drive, None, True)
+                    stats = await FileRestorer(client, self._x.content(obj), target, options).restore(sources)
+                    outcomes[wire_id] = OneDriveOutcome(wire_id, obj.name, stats, None)
+            return [outcomes[i] for i in ids]
+
+        def summary(outcomes: list[OneDriveOutcome]) -> str:
+            total = RestoreStats()
+            for o in outcomes:
+                if o.stats is not None:
+                    _add(total, o.stats)
+            left = sum(1 for o in outcomes if o.stats is None)
+            return f"{len(outcomes) - left} OneDrive(s) restored, {left} unresolved. " + _summary(total)
+
+        return await self._x.operation(tree, "Restore", title, work(), summary)
+
+    def _whole_drive(self, tree: SessionTree, wire_id: str, options: FileOptions) -> list[FileSource]:
+        picked = self.pick(tree, Selection(object_id=wire_id), DOCUMENTS)
+        return [
+            FileSource(p.path, p.version, self._history(tree, p) if options.all_versions else [])
+            for p in picked
+        ]
+
+    async def _target_site(self, client: Any, request: DocumentRestoreRequest) -> str | None:
+        """The site `alias` names (None: each element's own site)."""
+        if request.site_alias is None:
+            return None
+        found = await site_targets.resolve_site(client, request.site_alias)
+        if found is None:
+            raise InvalidRequest(f"The tenant has no site '{request.site_alias}' to restore to.")
+        return found
+
+    async def _drive_of(self, client: Any, p: Picked, request: DocumentRestoreRequest) -> tuple[str, bool]:
+        """The OneDrive a document goes back to (the target user's), and whether in place."""
         user = (
             request.target_object if (request.target_object and not request.in_place) else p.obj.external_id
         )
-        extras = p.obj.extras or {}
-        if user == p.obj.external_id and extras.get("driveId"):
+        return await self._onedrive_of(client, p.obj, user), request.in_place
+
+    async def _target_name(
+        self,
+        targets: site_targets.SiteTargets,
+        site: str,
+        own: str,
+        request: DocumentRestoreRequest,
+        kind: str,
+    ) -> str:
+        """The library (kind "library") or list (kind "list") name an element goes to: `list` when
+        it names one of that kind in the target site; its own container's name when `list` names
+        one of the other kind (that one is for the other elements of a mixed selection)."""
+        wanted = request.library
+        if wanted is None or wanted.casefold() == own.casefold():
+            return own
+        library = await targets.library(site, wanted)
+        named_list = await targets.list(site, wanted)
+        if library is None and named_list is None:
+            raise InvalidRequest(f"The target site has no library or list '{wanted}' to restore to.")
+        mine = library if kind == "library" else named_list
+        return wanted if mine is not None else own
+
+    async def _library_target(
+        self, targets: site_targets.SiteTargets, p: Picked, request: DocumentRestoreRequest, site: str | None
+    ) -> tuple[str, bool]:
+        """The library a SharePoint document goes to (another one by `list` / `alias`), and
+        whether that is its own place."""
+        library = _library_of(p)
+        if library is None:
+            raise InvalidRequest(f"The library of {p.version.metadata.name} is not known.")
+        own = p.path[0] if p.path else ""
+        target_site = site or p.obj.external_id
+        wanted = await self._target_name(targets, target_site, own, request, "library")
+        if target_site == p.obj.external_id and wanted.casefold() == own.casefold():
+            return library, request.in_place
+        found = await targets.library(target_site, wanted)
+        if found is None:
+            raise InvalidRequest(f"The target site has no document library '{wanted}' to restore to.")
+        return found, False
+
+    async def _onedrive_of(self, client: Any, obj: ObjectInfo, user: str) -> str:
+        """The drive id of `user`'s OneDrive (the backed-up one's own id when it is the owner)."""
+        extras = obj.extras or {}
+        if user == obj.external_id and extras.get("driveId"):
             return str(extras["driveId"])
         try:
             drive = await enumeration.get_user_drive(client, user)
@@ -373,6 +574,26 @@ class RestoreActions:
         if drive is None:
             raise InvalidRequest(f"'{user}' has no OneDrive to restore to.")
         return str(drive["id"])
+
+    async def _list_target(
+        self,
+        targets: site_targets.SiteTargets,
+        p: Picked,
+        list_id: str,
+        request: DocumentRestoreRequest,
+        site: str | None,
+    ) -> tuple[str, str, bool]:
+        """(site id, list id, in place) for a list item: its own list unless `list` / `alias`
+        name another one (which must exist: lists are not created)."""
+        own = p.path[0] if p.path else ""
+        target_site = site or p.obj.external_id
+        wanted = await self._target_name(targets, target_site, own, request, "list")
+        if target_site == p.obj.external_id and wanted.casefold() == own.casefold():
+            return target_site, list_id, request.in_place
+        found = await targets.list(target_site, wanted)
+        if found is None:
+            raise InvalidRequest(f"The target site has no list '{wanted}' to restore to.")
+        return target_site, found, False
 
 
 NON_MIME_CLASSES = (
@@ -388,6 +609,23 @@ NON_MIME_CLASSES = (
 def is_message(item_class: str | None) -> bool:
     """Items whose backed-up content is the message's MIME (mail, meeting requests, reports)."""
     return not (item_class or "IPM.Note").casefold().startswith(NON_MIME_CLASSES)
+
+
+def _list_of(tree: SessionTree, p: Picked) -> str:
+    """The list a list item belongs to: up its parents (list folders) to the list entry."""
+    parent = p.version.parent_external_id
+    for _ in range(64):
+        if parent is None:
+            break
+        container = tree.explorer.last_known(p.obj, parent)
+        if container is None:
+            break
+        if container.kind is EntryKind.LIST:
+            return container.external_id
+        parent = container.parent_external_id
+    raise InvalidRequest(
+        f"The list of the item {p.version.metadata.name or p.version.external_id} is not known."
+    )
 
 
 def _library_of(p: Picked) -> str | None:
@@ -425,12 +663,11 @@ def _archive_name(tree: SessionTree, selection: Selection, picked: list[Picked])
     return picked[0].obj.name or "export" if picked else "export"
 
 
-def _all(fetch: Any, page: int = 500) -> list[Any]:
-    out: list[Any] = []
+def _paged(fetch: Any, page: int = 500) -> Iterator[Any]:
     offset = 0
     while True:
         batch = fetch(offset, page)
-        out.extend(batch)
+        yield from batch
         if len(batch) < page:
-            return out
+            return
         offset += page

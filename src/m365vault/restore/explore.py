@@ -15,6 +15,8 @@ it (a seek on the page's last key), so `has_more` is exact without counting the 
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -221,3 +223,46 @@ class Explorer:
             for folder in self.walk(obj, container_kinds, parent):
                 pending.append(([*path, folder.metadata.name or folder.external_id], folder.external_id))
         return out
+
+    def iter_current(
+        self, obj: ObjectInfo, kind: EntryKind, parent: Any = ANY_PARENT, page: int = 500
+    ) -> Iterator[VersionInfo]:
+        """The current elements of one kind under `parent`, read page by page (a seek per page),
+        so a caller holds one page at a time whatever the listing's size."""
+        query = ListingQuery(
+            object_id=obj.id,
+            kind=kind,
+            at=self.scope.at,
+            parent=parent,
+            show_deleted=self.scope.show_deleted,
+            all_versions=self.scope.all_versions,
+        )
+        after = None
+        while True:
+            batch = self._reader.list_versions(query, after=after, limit=page)
+            for version in batch.items:
+                if VERSION_MARK not in self._wire_id(version):
+                    yield version
+            if batch.next_key is None:
+                return
+            after = batch.next_key
+
+    def iter_subtree(
+        self,
+        obj: ObjectInfo,
+        root: str | None,
+        item_kinds: tuple[EntryKind, ...],
+        container_kinds: tuple[EntryKind, ...] = (EntryKind.FOLDER,),
+        page: int = 500,
+    ) -> Iterator[tuple[list[str], VersionInfo]]:
+        """`subtree`, lazily: items are yielded as their pages are read; only the folders still to
+        visit are held."""
+        pending: deque[tuple[list[str], str | None]] = deque([([], root)])
+        while pending:
+            path, parent = pending.popleft()
+            for kind in item_kinds:
+                for item in self.iter_current(obj, kind, parent, page):
+                    yield path, item
+            for kind in container_kinds:
+                for folder in self.iter_current(obj, kind, parent, page):
+                    pending.append(([*path, folder.metadata.name or folder.external_id], folder.external_id))

@@ -62,6 +62,11 @@ class MailOptions:
     changed_items: bool = True
     deleted_items: bool = True
     mark_unread: bool = False
+    # restoretoOriginallocation's excludeDrafts / excludeDeletedItems: items under the mailbox's
+    # Drafts / Deleted Items folders are skipped. (The hold exclusions have nothing to act on:
+    # Recoverable Items, where holds keep items, is not backed up.)
+    exclude_drafts: bool = False
+    exclude_deleted_items: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,43 @@ class MailTarget:
 class MailSource:
     path: list[str]  # names of the folders leading to the item (from the mailbox root)
     version: VersionInfo
+
+
+EXCLUDABLE = {"drafts": "Drafts", "deleteditems": "Deleted Items"}  # well-known name -> display name
+
+
+async def excluded_folders(client: GraphClient, user: str, options: MailOptions) -> dict[str, str]:
+    """The well-known folders the options exclude: {tenant folder id: display name}. A folder
+    the mailbox no longer has is still excluded by name (see `is_excluded`)."""
+    wanted = [
+        name
+        for name, on in (("drafts", options.exclude_drafts), ("deleteditems", options.exclude_deleted_items))
+        if on
+    ]
+    found: dict[str, str] = {}
+    for name in wanted:
+        try:
+            folder = await client.get_json(
+                f"/users/{segment(user)}/mailFolders/{name}",
+                scope=Scope.mailbox(user),
+                headers=writers.IMMUTABLE_IDS,
+            )
+        except GraphNotFound:
+            found[f"missing:{name}"] = EXCLUDABLE[name]
+            continue
+        found[str(folder["id"])] = str(folder.get("displayName") or EXCLUDABLE[name])
+    return found
+
+
+def is_excluded(path: list[str], parent: str | None, excluded: dict[str, str]) -> bool:
+    """Whether an item lies under an excluded folder: its folder is that folder, or its top-level
+    folder bears that folder's name (the well-known folders are top-level)."""
+    if not excluded:
+        return False
+    if parent is not None and parent in excluded:
+        return True
+    names = {n.casefold() for n in excluded.values()}
+    return bool(path) and path[0].casefold() in names
 
 
 def _is_message(item_class: str | None) -> bool:
@@ -100,7 +142,7 @@ class MailRestorer:
         self.stats = RestoreStats()
 
     async def restore(self, items: list[MailSource]) -> RestoreStats:
-        await _bounded(
+        await bounded(
             items, self._one, lambda s: s.version.metadata.subject or s.version.external_id, self.stats
         )
         return self.stats
@@ -236,7 +278,7 @@ class FileRestorer:
         self.stats = RestoreStats()
 
     async def restore(self, items: list[FileSource]) -> RestoreStats:
-        await _bounded(
+        await bounded(
             items, self._one, lambda s: s.version.metadata.name or s.version.external_id, self.stats
         )
         return self.stats
@@ -332,7 +374,7 @@ class FileRestorer:
         return parent
 
 
-async def _bounded(
+async def bounded(
     items: list[S], one: Callable[[S], Awaitable[None]], describe: Callable[[S], str], stats: RestoreStats
 ) -> None:
     """Restore items `CONCURRENCY` at a time (Graph's per-mailbox limit is 4 requests in flight);

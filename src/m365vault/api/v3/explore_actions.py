@@ -63,6 +63,21 @@ DOCUMENT_ACTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# `/OneDrives/Action`: the bulk restore of whole OneDrives to their owners (element list `oneDrives`).
+BULK_ONEDRIVE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "restoretoOriginallocation": (
+        "officeusername",
+        "officepassword",
+        "onpremisesusername",
+        "onpremisespassword",
+        "skipunresolved",
+        "documentversion",
+        "documentaction",
+        "changeditems",
+        "deleteditems",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class ParsedAction:
@@ -140,8 +155,10 @@ def parse(
     ids = _ids(options.pop("items"), "items") if options.get("items") is not None else None
     if options.get("documents") is not None:
         ids = _ids(options.pop("documents"), "documents")
+    if options.get("onedrives") is not None:
+        ids = _ids(options.pop("onedrives"), "oneDrives")
     folder_ids = _ids(options.pop("folders"), "folders") if options.get("folders") is not None else ()
-    options = {k: v for k, v in options.items() if k not in ("items", "documents", "folders")}
+    options = {k: v for k, v in options.items() if k not in ("items", "documents", "folders", "onedrives")}
     if list_required and ids is None and not folder_ids:
         raise BadInput(f"'{name}' here needs the elements to act on: {' or '.join(lists)}.")
     return ParsedAction(name, options, ids, folder_ids)

@@ -13,7 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from m365vault.api.auth import CurrentPrincipal
 from m365vault.api.deps import LinksDep
-from m365vault.api.v3.explore_actions import DOCUMENT_ACTIONS, ParsedAction, body_schema, parse
+from m365vault.api.v3.explore_actions import (
+    BULK_ONEDRIVE_ACTIONS,
+    DOCUMENT_ACTIONS,
+    ParsedAction,
+    body_schema,
+    parse,
+)
 from m365vault.api.v3.explore_common import (
     DEFAULT_PAGE_LIMIT,
     ActionsDep,
@@ -44,8 +50,14 @@ from m365vault.api.wire import BadInput, empty_response, json_response
 from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
 from m365vault.control.enums import RestoreSessionType
 from m365vault.control.explore import RestoreExplorer
-from m365vault.control.restore_actions import DocumentRestoreRequest, RestoreActions, Selection, SendRequest
-from m365vault.restore.writeback import FileOptions
+from m365vault.control.restore_actions import (
+    DocumentRestoreRequest,
+    OneDriveOutcome,
+    RestoreActions,
+    Selection,
+    SendRequest,
+)
+from m365vault.restore.writeback import FileOptions, RestoreStats
 
 router = APIRouter(responses=ERROR_RESPONSES)
 P = "/v3/RestoreSessions/{restoreSessionId}/Organization"
@@ -158,12 +170,12 @@ async def _document_action(
             folder=parsed.text("folder") or "Restored",
             options=options,
         )
-    else:  # Vesp restoreTo: back into the site the documents came from
-        if parsed.text("alias"):
-            raise BadInput(
-                "Restoring to another site ('alias') is not supported yet; omit it to restore in place."
-            )
-        request = DocumentRestoreRequest(in_place=True, options=options, library=parsed.text("list"))
+    else:  # Vesp restoreTo: back into their own site and library/list, or those `alias` / `list` name
+        alias = (parsed.text("alias") or "").strip() or None
+        library = (parsed.text("list") or "").strip() or None
+        request = DocumentRestoreRequest(
+            in_place=True, options=options, library=library, site_alias=alias, folder=parsed.text("folder")
+        )
     return stats_response(await actions.restore_documents(tree, selection, request, title))
 
 
@@ -184,6 +196,53 @@ def onedrives(
     return json_response(
         explore_page(request, listing, [onedrive(o, t) for o in listing.items], offset, limit)
     )
+
+
+@router.post(
+    P + "/OneDrives/Action",
+    tags=["Explore: OneDrive"],
+    summary="Bulk restore of whole OneDrives to their owners (per-OneDrive statistics)",
+    openapi_extra=body_schema(tuple(BULK_ONEDRIVE_ACTIONS)),
+)
+async def onedrives_bulk_action(
+    restoreSessionId: uuid.UUID,
+    request: Request,
+    explorer: ExplorerDep,
+    actions: ActionsDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    parsed = parse(
+        await request.body(),
+        BULK_ONEDRIVE_ACTIONS,
+        tuple(BULK_ONEDRIVE_ACTIONS),
+        lists=("onedrives",),
+        list_required=True,
+    )
+    assert parsed.ids is not None
+    tree = await session_tree_async(explorer, principal, restoreSessionId, VEOD)
+    options = _options(parsed)
+    skip = parsed.flag("skipunresolved", False)
+    title = f"{parsed.name} of {len(parsed.ids)} OneDrive(s)"
+    outcomes = await actions.restore_onedrives(tree, parsed.ids, options, skip, title)
+    return json_response(bulk_body(outcomes))
+
+
+def bulk_body(outcomes: list[OneDriveOutcome]) -> dict[str, Any]:
+    """Totals as the statistics body, and `oneDrives`: each OneDrive's own, or why it was skipped."""
+    total = RestoreStats()
+    rows: list[dict[str, Any]] = []
+    for o in outcomes:
+        row: dict[str, Any] = {"id": o.id, "name": o.name}
+        if o.stats is None:
+            row.update(status="Unresolved", message=o.problem)
+        else:
+            row.update(status="Success" if not o.stats.failed else "Warning", **o.stats.as_v3())
+            total.created += o.stats.created
+            total.merged += o.stats.merged
+            total.failed += o.stats.failed
+            total.skipped += o.stats.skipped
+        rows.append(row)
+    return {**total.as_v3(), "oneDrives": rows}
 
 
 @router.get(P + "/OneDrives/{oneDriveId}", tags=["Explore: OneDrive"], summary="One OneDrive")
@@ -443,7 +502,7 @@ def _vesp(name: str, allowed: tuple[str, ...] = VESP_ACTIONS) -> dict[str, Any]:
     return {"tags": VESP_TAGS, "summary": name, "openapi_extra": body_schema(allowed)}
 
 
-@router.post(P + "/Sites/{siteId}/Action", **_vesp("Restore a site's documents", VESP_RESTORE_ONLY))
+@router.post(P + "/Sites/{siteId}/Action", **_vesp("Restore a site's content", VESP_RESTORE_ONLY))
 async def site_action(
     restoreSessionId: uuid.UUID,
     siteId: str,
@@ -600,8 +659,6 @@ def _element_routes(
         principal: CurrentPrincipal,
     ) -> Response:
         parsed = parse(await request.body(), DOCUMENT_ACTIONS, allowed, lists=lists, list_required=True)
-        if kind is EntryKind.ITEM:
-            raise BadInput("Restoring SharePoint list items is not supported yet; documents and folders are.")
         selection = Selection(object_id=siteId, ids=parsed.ids, folder_ids=parsed.folder_ids)
         return await _document_action(
             explorer, actions, principal, restoreSessionId, VESP, parsed, selection, segment.lower()
@@ -640,8 +697,6 @@ def _element_routes(
         principal: CurrentPrincipal,
     ) -> Response:
         parsed = parse(await request.body(), DOCUMENT_ACTIONS, allowed)
-        if kind is EntryKind.ITEM:
-            raise BadInput("Restoring SharePoint list items is not supported yet; documents and folders are.")
         if kind is EntryKind.FOLDER:
             selection = Selection(object_id=siteId, folder_ids=(elementId,))
         else:

@@ -4,6 +4,7 @@ and its actions (v3 §8)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -89,7 +90,7 @@ async def _run(
         return pst_response()
     if name in ("exportToMbox", "saveToEml") or (name == "savetoMsg" and not _single(selection)):
         fmt = {"exportToMbox": "mbox", "saveToEml": "eml", "savetoMsg": "msg"}[name]
-        return download_response(await run_in_threadpool(actions.save_mail, tree, selection, fmt, title))
+        return download_response(await actions.save_mail(tree, selection, fmt, title))
     if name == "savetoMsg":
         return download_response(await actions.save_one_msg(tree, selection, title))
     if name == "sendtoDefaultAddress":
@@ -110,6 +111,15 @@ async def _run(
         mark_unread=parsed.flag("markrestoredasunread", False),
     )
     if name == "restoretoOriginallocation":
+        # The hold exclusions are read (a bad value is a 400) but exclude nothing: Recoverable
+        # Items, where holds keep items, is not backed up.
+        parsed.flag("excludeinplaceholditems", False)
+        parsed.flag("excludelitigationholditems", False)
+        options = replace(
+            options,
+            exclude_drafts=parsed.flag("excludedrafts", False),
+            exclude_deleted_items=parsed.flag("excludedeleteditems", False),
+        )
         request_ = MailRestoreRequest(in_place=True, options=options)
     else:
         request_ = MailRestoreRequest(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
@@ -73,9 +73,15 @@ async def save_to_msg(
 
 
 def save_many_to_msg(
-    items: Iterable[MsgSource], *, archive_name: str = "messages.zip", max_item_bytes: int = MAX_ITEM_BYTES
+    items: Iterable[MsgSource] | AsyncIterable[MsgSource],
+    *,
+    archive_name: str = "messages.zip",
+    max_item_bytes: int = MAX_ITEM_BYTES,
 ) -> Download:
-    """Several items as a streamed ZIP of .msg files, each built only when the ZIP reaches it."""
+    """Several items as a streamed ZIP of .msg files, each built only when the ZIP reaches it. An
+    async iterable is consumed as the ZIP is written (the caller checked it is not empty)."""
+    if isinstance(items, AsyncIterable):
+        return zip_download(_lazy_entries(items, max_item_bytes), archive_name)
     sources = list(items)
     if not sources:
         raise NothingToSave("no item was selected to save")
@@ -85,6 +91,14 @@ def save_many_to_msg(
         for source in sources
     ]
     return zip_download(entries, archive_name)
+
+
+async def _lazy_entries(items: AsyncIterable[MsgSource], max_item_bytes: int) -> AsyncIterator[ZipEntry]:
+    names = UniqueNames()
+    async for source in items:
+        yield ZipFile(
+            names.claim(msg_filename(source.subject)), _lazy(source, max_item_bytes), source.received
+        )
 
 
 async def _build(source: MsgSource, max_item_bytes: int) -> bytes:
