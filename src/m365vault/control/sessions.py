@@ -173,7 +173,16 @@ class RestoreSessions:
             session = _restore_session(db, owner, session_id)
             if session.state == RestoreSessionState.Stopped.value:
                 return
-            session.state = RestoreSessionState.Stopping.value
+            # Conditional, never a read-modify-write: a concurrent stop may already have closed
+            # the session, and writing Stopping over Stopped would reopen it.
+            db.execute(
+                update(RestoreSession)
+                .where(
+                    RestoreSession.id == session_id, RestoreSession.state != RestoreSessionState.Stopped.value
+                )
+                .values(state=RestoreSessionState.Stopping.value)
+                .execution_options(synchronize_session=False)
+            )
         if self.quiesce is not None:
             self.quiesce(session_id)
         with self._s.unit_of_work() as db:
