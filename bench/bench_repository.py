@@ -4,7 +4,8 @@
     `restic backup` of the same content as files (restic 0.14, zstd "auto", both on all cores):
     time and size ratios. Targets: speed >= 1.0x restic's, size <= 1.0x restic's.
 (b) the write pipeline's throughput versus zstd level 3 alone on the same bytes, same cores.
-    Target >= 0.5.
+    Target >= 0.5. The machine is shared, so the two sides alternate, ROUNDS times each, and each
+    keeps its best (shortest) time: a busy neighbour then slows neither side's figure.
 (d) peak memory (max RSS of a child process) while writing 10x more data. Target ratio <= 1.2.
 Also: the compression measurements behind format §12 (per item, with a trained dictionary, all
 items as one stream).
@@ -38,6 +39,7 @@ from m365vault.repository.backends.local import LocalBackend
 CACHE = Path(os.environ.get("M365VAULT_BENCH_CACHE", "/work/.cache/m365vault-bench"))
 PASSWORD = "benchmark password"
 CORES = os.cpu_count() or 2
+ROUNDS = 3
 
 
 # ---------------------------------------------------------------- data
@@ -205,7 +207,8 @@ def bench_versus_restic(items: list[tuple[str, bytes]]) -> None:
 
 
 def zstd_alone(items: list[tuple[str, bytes]]) -> float:
-    """zstd level 3 on the same bytes, cut the way the pipeline cuts them, on all cores."""
+    """zstd level 3 on the same bytes, cut the way the pipeline cuts them (1 MiB average), one
+    compressor per thread, CORES threads."""
     pieces = [c[i : i + 1024 * 1024] for _, c in items for i in range(0, max(len(c), 1), 1024 * 1024)]
     local = __import__("threading").local()
 
@@ -228,14 +231,17 @@ def bench_pipeline(items: list[tuple[str, bytes]]) -> None:
         "large (>=128 KB)": [x for x in unique if len(x[1]) >= 128 * 1024],
     }
     print(
-        "(b) write pipeline (chunk, keyed BLAKE3, zstd, AES-GCM, packs, fsync)"
-        f" vs zstd-3 alone, {CORES} cores each"
+        "(b) write pipeline (chunk, keyed BLAKE3, zstd, AES-GCM, packs, fsync) vs zstd-3 alone;"
+        f" zstd: {CORES} threads; pipeline: {CORES} CPU workers + event loop + file I/O thread,"
+        f" same {CORES} cores; best of {ROUNDS} alternating rounds each"
     )
     for label, subset in classes.items():
         logical = sum(len(c) for _, c in subset)
-        zstd_time = zstd_alone(subset)
-        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            pipeline_time = asyncio.run(store_items(Path(tmp) / "repo", subset))
+        zstd_time = pipeline_time = float("inf")
+        for _ in range(ROUNDS):
+            zstd_time = min(zstd_time, zstd_alone(subset))
+            with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+                pipeline_time = min(pipeline_time, asyncio.run(store_items(Path(tmp) / "repo", subset)))
         print(
             f"    {label:22} {len(subset):5} items {logical / 1e6:6.1f} MB:"
             f" zstd {logical / zstd_time / 1e6:4.0f} MB/s,"

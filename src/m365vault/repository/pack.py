@@ -34,7 +34,7 @@ class PackBuilder:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | bytearray] = []
         self.entries: list[PackEntry] = []
         self.size = 0
         self._ids: set[bytes] = set()
@@ -42,7 +42,7 @@ class PackBuilder:
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self._ids
 
-    def add(self, kind: BlobType, blob_id: bytes, envelope: bytes, raw_length: int) -> None:
+    def add(self, kind: BlobType, blob_id: bytes, envelope: bytes | bytearray, raw_length: int) -> None:
         if blob_id in self._ids:
             return  # a pack never lists a blob twice
         self._ids.add(blob_id)
