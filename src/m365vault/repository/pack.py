@@ -50,15 +50,15 @@ class PackBuilder:
         self._parts.append(envelope)
         self.size += len(envelope)
 
-    def finish(self, keys: Keys) -> bytes:
-        """The whole pack object. Drops the builder's buffers."""
+    def finish(self, keys: Keys) -> list[bytes | bytearray]:
+        """The whole pack object, as parts to write in order (joining them would copy the whole
+        pack). The builder forgets them."""
         header = b"".join(HEADER_ENTRY.pack(e.kind, e.length, e.raw_length, e.blob_id) for e in self.entries)
         sealed = seal(keys.data, zstandard.ZstdCompressor(level=3).compress(header), header_aad(self.name))
         self._parts.append(sealed)
         self._parts.append(TRAILER.pack(len(sealed), PACK_MAGIC))
-        data = b"".join(self._parts)
-        self._parts = []
-        return data
+        parts, self._parts = self._parts, []
+        return parts
 
 
 def parse_header(keys: Keys, pack_name: str, tail: bytes, pack_size: int) -> list[PackEntry]:
