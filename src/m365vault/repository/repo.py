@@ -464,7 +464,9 @@ class Repository:
         stores: list[asyncio.Task[bytes]] = []
         for blob_id, offset, length in await self.run_cpu(_cut_and_hash_whole, self.keys, self.config, view):
             await self._queue_chunk(blob_id, view[offset : offset + length], chunks, stores)
-        await asyncio.gather(*stores)
+        # Shielded: a store task cancelled before it ran would keep its encode slot and leave its
+        # blob pending forever; cancelling this save must only stop waiting for them.
+        await asyncio.shield(asyncio.gather(*stores))
         manifest_id = await self._store_blob(BlobType.MANIFEST, Manifest(len(data), chunks).encode())
         return make_ref(BlobType.MANIFEST, manifest_id)
 
