@@ -34,6 +34,15 @@ async def save_load_ranges(b: Backend) -> None:
     assert (await b.stat(h)).size == len(data)
 
 
+async def parts_are_stored_as_one_object(b: Backend) -> None:
+    h = Handle(Kind.DATA, name())
+    parts: list[bytes | bytearray] = [os.urandom(70_000), bytearray(b"middle"), b"", os.urandom(3)]
+    await b.save(h, parts)
+    assert await b.load(h) == b"".join(parts)
+    assert await b.load(h, 69_998, 6) == bytes(parts[0][-2:]) + b"midd"
+    assert (await b.stat(h)).size == sum(map(len, parts))
+
+
 async def short_read_is_an_error(b: Backend) -> None:
     h = Handle(Kind.INDEX, name())
     await b.save(h, b"0123456789")
@@ -95,6 +104,7 @@ async def empty_object(b: Backend) -> None:
 
 ALL = [
     save_load_ranges,
+    parts_are_stored_as_one_object,
     short_read_is_an_error,
     create_only,
     concurrent_create_only_one_wins,

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from m365vault.clock import FakeClock
-from m365vault.repository.backends.base import Backend, BackendError, Handle, Kind, ObjectLocked, Retention
+from m365vault.repository.backends.base import (
+    Backend,
+    BackendError,
+    Handle,
+    Kind,
+    ObjectLocked,
+    Payload,
+    Retention,
+)
 from m365vault.repository.backends.memory import MemoryBackend
 from m365vault.repository.backends.readonly import ReadOnlyBackend
 from m365vault.repository.backends.retrying import RetryingBackend
@@ -82,7 +90,7 @@ class FlakyBackend(MemoryBackend):
         super().__init__()
         self.failures = failures
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         if self.failures:
             self.failures -= 1
             await super().save(handle, data, retention=retention)  # stored, but the answer is lost

@@ -14,7 +14,7 @@ from enum import IntEnum
 
 import zstandard
 
-from m365vault.repository.crypto import Keys, open_sealed, seal
+from m365vault.repository.crypto import Keys, open_sealed, seal, seal_parts
 from m365vault.repository.errors import IntegrityError
 
 RAW = 0
@@ -83,10 +83,10 @@ def encode(
     keys: Keys,
     kind: BlobType,
     blob_id: bytes,
-    content: bytes,
+    content: bytes | memoryview,
     level: int,
     dictionary: Dictionary | None = None,
-) -> bytes:
+) -> bytes | bytearray:
     """The blob's envelope: encoding byte + (zstd frame or raw), sealed with the blob id as AAD."""
     use_dictionary = (
         dictionary is not None and kind is BlobType.DATA and len(content) <= DICTIONARY_MAX_CONTENT
@@ -98,8 +98,10 @@ def encode(
     else:
         packed = _compressor(level).compress(content)
         prefix = bytes([ZSTD])
-    body = prefix + packed if len(prefix) + len(packed) < 1 + len(content) else bytes([RAW]) + content
-    return seal(keys.data, body, blob_aad(kind, blob_id))
+    parts = (prefix, packed) if len(prefix) + len(packed) < 1 + len(content) else (bytes([RAW]), content)
+    if len(parts[1]) < 64 * 1024:  # joining copies little, and AESGCM's one call is quicker here
+        return seal(keys.data, b"".join(parts), blob_aad(kind, blob_id))
+    return seal_parts(keys.data, parts, blob_aad(kind, blob_id))
 
 
 def decode(

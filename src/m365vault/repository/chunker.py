@@ -20,6 +20,13 @@ class ChunkerParams:
     max_size: int = 4 * 1024 * 1024
 
 
+def cut_all(params: ChunkerParams, seed: int, data: bytes | memoryview) -> list[tuple[int, int]]:
+    """(offset, length) of every chunk of a buffer held whole: the cuts `StreamChunker` gives for
+    the same bytes, without copying any chunk."""
+    cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size, seed=seed)
+    return [(c.offset, c.length) for c in cdc.cut_buf(data)]
+
+
 class StreamChunker:
     """Feed bytes with `feed`, take finished chunks; `finish` returns the rest."""
 

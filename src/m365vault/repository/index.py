@@ -75,7 +75,7 @@ class IndexFile:
         return cls(packs, supersedes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-object __dict__: the index holds one per blob
 class Location:
     pack: str
     entry: PackEntry

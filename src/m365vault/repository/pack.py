@@ -16,7 +16,7 @@ TRAILER = struct.Struct("<I4s")
 HEADER_ENTRY = struct.Struct("<BII32s")  # type, envelope length, content length, blob id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-object __dict__: the index holds one per blob
 class PackEntry:
     kind: BlobType
     blob_id: bytes
@@ -34,7 +34,7 @@ class PackBuilder:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | bytearray] = []
         self.entries: list[PackEntry] = []
         self.size = 0
         self._ids: set[bytes] = set()
@@ -42,7 +42,7 @@ class PackBuilder:
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self._ids
 
-    def add(self, kind: BlobType, blob_id: bytes, envelope: bytes, raw_length: int) -> None:
+    def add(self, kind: BlobType, blob_id: bytes, envelope: bytes | bytearray, raw_length: int) -> None:
         if blob_id in self._ids:
             return  # a pack never lists a blob twice
         self._ids.add(blob_id)
@@ -50,15 +50,15 @@ class PackBuilder:
         self._parts.append(envelope)
         self.size += len(envelope)
 
-    def finish(self, keys: Keys) -> bytes:
-        """The whole pack object. Drops the builder's buffers."""
+    def finish(self, keys: Keys) -> list[bytes | bytearray]:
+        """The whole pack object, as parts to write in order (joining them would copy the whole
+        pack). The builder forgets them."""
         header = b"".join(HEADER_ENTRY.pack(e.kind, e.length, e.raw_length, e.blob_id) for e in self.entries)
         sealed = seal(keys.data, zstandard.ZstdCompressor(level=3).compress(header), header_aad(self.name))
         self._parts.append(sealed)
         self._parts.append(TRAILER.pack(len(sealed), PACK_MAGIC))
-        data = b"".join(self._parts)
-        self._parts = []
-        return data
+        parts, self._parts = self._parts, []
+        return parts
 
 
 def parse_header(keys: Keys, pack_name: str, tail: bytes, pack_size: int) -> list[PackEntry]:

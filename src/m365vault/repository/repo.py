@@ -30,7 +30,7 @@ from m365vault.repository.blob import (
     Manifest,
     MissingDictionary,
 )
-from m365vault.repository.chunker import StreamChunker
+from m365vault.repository.chunker import StreamChunker, cut_all
 from m365vault.repository.config import ObjectLockPolicy, RepositoryConfig
 from m365vault.repository.crypto import Keys
 from m365vault.repository.errors import IntegrityError, RepositoryError, UnknownRef, WrongPassword
@@ -46,10 +46,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_INLINE_HASH_LIMIT = 64 * 1024  # hashing smaller blobs on the loop is cheaper than a thread hop
-# Compressing a mail-sized blob takes ~20 us, less than a thread hop costs, so small blobs are
-# encoded on the loop thread (bench_repository: mail 34 -> 62 MB/s; batching into the pool was slower).
-_INLINE_ENCODE_LIMIT = 16 * 1024
+# Blobs up to this size are hashed and encoded on the loop thread: a thread hop costs the loop about
+# what encoding a mail-sized blob does (bench_repository (b): mail 34 -> 62 MB/s; 64 KiB measured no
+# better). Bigger ones take one hop for hashing and encoding together. Batching small blobs into hops
+# was slower (mail ratio 0.32 against 0.53).
+_INLINE_LIMIT = 16 * 1024
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
 # Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
 _DICT_SAMPLES = 1000
@@ -425,6 +426,8 @@ class Repository:
         if isinstance(data, bytes) and len(data) <= limit:  # the common case (mail): no stream machinery
             await self._sample(data)
             return make_ref(BlobType.DATA, await self._store_blob(BlobType.DATA, data))
+        if isinstance(data, bytes):  # held whole: cut it in place, no copies, one hop to cut and hash
+            return await self._save_whole(data)
         head = bytearray()
         chunker: StreamChunker | None = None
         chunks: list[tuple[bytes, int]] = []
@@ -455,8 +458,24 @@ class Repository:
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
         return make_ref(BlobType.MANIFEST, manifest_id)
 
+    async def _save_whole(self, data: bytes) -> str:
+        view = memoryview(data)
+        chunks: list[tuple[bytes, int]] = []
+        stores: list[asyncio.Task[bytes]] = []
+        for blob_id, offset, length in await self.run_cpu(_cut_and_hash_whole, self.keys, self.config, view):
+            await self._queue_chunk(blob_id, view[offset : offset + length], chunks, stores)
+        # Shielded: a store task cancelled before it ran would keep its encode slot and leave its
+        # blob pending forever; cancelling this save must only stop waiting for them.
+        await asyncio.shield(asyncio.gather(*stores))
+        manifest_id = await self._store_blob(BlobType.MANIFEST, Manifest(len(data), chunks).encode())
+        return make_ref(BlobType.MANIFEST, manifest_id)
+
     async def _queue_chunk(
-        self, blob_id: bytes, chunk: bytes, chunks: list[tuple[bytes, int]], stores: list[asyncio.Task[bytes]]
+        self,
+        blob_id: bytes,
+        chunk: bytes | memoryview,
+        chunks: list[tuple[bytes, int]],
+        stores: list[asyncio.Task[bytes]],
     ) -> None:
         # Chunks of one item are encoded in parallel; the slot semaphore bounds memory.
         if self._lock_created is not None and self.clock() - self._lock_created >= LOCK_REFRESH:
@@ -483,13 +502,10 @@ class Repository:
             await asyncio.shield(future)
         return blob_id
 
-    async def _blob_id(self, content: bytes) -> bytes:
-        if len(content) <= _INLINE_HASH_LIMIT:
-            return self.keys.blob_id(content)
-        return await self.run_cpu(self.keys.blob_id, content)
-
     async def _store_blob(self, kind: BlobType, content: bytes) -> bytes:
-        blob_id = await self._blob_id(content)
+        if len(content) > _INLINE_LIMIT:
+            return await self._store_blob_in_pool(kind, content)
+        blob_id = self.keys.blob_id(content)
         if blob_id in self._pending:
             return await self._wait_pending(blob_id)
         if self._known(blob_id):
@@ -497,20 +513,44 @@ class Repository:
         self._pending[blob_id] = asyncio.get_running_loop().create_future()
         return await self._encode_and_add(kind, blob_id, content)
 
+    async def _store_blob_in_pool(self, kind: BlobType, content: bytes) -> bytes:
+        """Hash and encode in one hop instead of two; the encoding is thrown away in the rare case
+        another save claimed the same blob meanwhile."""
+        await self._encode_slots.acquire()
+        try:
+            blob_id, envelope = await self.run_cpu(self._hash_and_encode, kind, content, self._dictionary)
+        finally:
+            self._encode_slots.release()
+        if blob_id in self._pending:
+            return await self._wait_pending(blob_id)
+        if self._known(blob_id):
+            return blob_id
+        self._pending[blob_id] = asyncio.get_running_loop().create_future()
+        return await self._encode_and_add(kind, blob_id, content, envelope=envelope)
+
+    def _hash_and_encode(
+        self, kind: BlobType, content: bytes, dictionary: Dictionary | None
+    ) -> tuple[bytes, bytes | bytearray | None]:
+        """Runs in the pool. `_known` here is only a hint (dict and set reads are atomic under the
+        GIL): it skips encoding what is surely stored; the loop thread makes the real decision."""
+        blob_id = self.keys.blob_id(content)
+        if self._known(blob_id):
+            return blob_id, None
+        level = self.config.compression_level
+        return blob_id, blob.encode(self.keys, kind, blob_id, content, level, dictionary)
+
     async def _encode_and_add(
-        self, kind: BlobType, blob_id: bytes, content: bytes, *, acquired: bool = False
+        self,
+        kind: BlobType,
+        blob_id: bytes,
+        content: bytes | memoryview,
+        *,
+        acquired: bool = False,
+        envelope: bytes | bytearray | None = None,
     ) -> bytes:
         try:
-            if not acquired:
-                await self._encode_slots.acquire()
-            try:
-                args = (self.keys, kind, blob_id, content, self.config.compression_level, self._dictionary)
-                if len(content) <= _INLINE_ENCODE_LIMIT:
-                    envelope = blob.encode(*args)
-                else:
-                    envelope = await self.run_cpu(blob.encode, *args)
-            finally:
-                self._encode_slots.release()
+            if envelope is None:
+                envelope = await self._encode(kind, blob_id, content, acquired)
             self._builder.add(kind, blob_id, envelope, len(content))
             self._settle(blob_id, None)
             if self._builder.size >= self.config.pack_size:
@@ -520,6 +560,19 @@ class Repository:
             self._settle(blob_id, err)
             raise
         return blob_id
+
+    async def _encode(
+        self, kind: BlobType, blob_id: bytes, content: bytes | memoryview, acquired: bool
+    ) -> bytes | bytearray:
+        if not acquired:
+            await self._encode_slots.acquire()
+        try:
+            args = (self.keys, kind, blob_id, content, self.config.compression_level, self._dictionary)
+            if len(content) <= _INLINE_LIMIT:
+                return blob.encode(*args)
+            return await self.run_cpu(blob.encode, *args)
+        finally:
+            self._encode_slots.release()
 
     def _settle(self, blob_id: bytes, err: BaseException | None) -> None:
         future = self._pending.get(blob_id)
@@ -771,6 +824,13 @@ def _train(samples: list[bytes]) -> bytes:
 
 def _cut_and_hash(keys: Keys, cut: Callable[[bytes], list[bytes]], piece: bytes) -> list[tuple[bytes, bytes]]:
     return [(keys.blob_id(chunk), chunk) for chunk in cut(piece)]
+
+
+def _cut_and_hash_whole(
+    keys: Keys, config: RepositoryConfig, data: memoryview
+) -> list[tuple[bytes, int, int]]:
+    cuts = cut_all(config.chunker, keys.chunker_seed, data)
+    return [(keys.blob_id(data[offset : offset + length]), offset, length) for offset, length in cuts]
 
 
 def _as_bytes(password: str | bytes) -> bytes:

@@ -11,6 +11,10 @@ A backend stores opaque, immutable objects under handles. What an implementation
 * Errors are classified: `NotFound` for a missing object, `AlreadyExists`, `ObjectLocked` for an
   object under retention, other `BackendError`s are transient unless `permanent` is set.
 
+`save` takes the object's bytes whole or as a list of parts that make it up in order: a pack is
+tens of MiB of blob envelopes, and writing them one after another saves joining them (a copy of the
+whole pack, ~1/5 of the write pipeline's CPU; bench_repository (b)).
+
 Object Lock: `save(..., retention=Retention(mode, until))` asks the backend to protect the object
 until then; backends that cannot lock raise `BackendError(permanent=True)` when asked to.
 """
@@ -22,6 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+Payload = bytes | list[bytes | bytearray]  # an object's bytes, whole or in parts
+
+
+def joined(data: Payload) -> bytes:
+    """The payload as one bytes object (for backends that need it contiguous)."""
+    return data if isinstance(data, bytes) else b"".join(data)
 
 
 class Kind(StrEnum):
@@ -109,7 +120,7 @@ class ObjectLocked(BackendError):
 class Backend(Protocol):
     """Stores immutable objects under handles. See the module docstring for the guarantees."""
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         """Create the object atomically; `AlreadyExists` if it is there."""
         ...
 

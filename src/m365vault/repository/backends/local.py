@@ -26,6 +26,7 @@ from m365vault.repository.backends.base import (
     Kind,
     NotFound,
     ObjectInfo,
+    Payload,
     Retention,
     check_range,
     handle_from_path,
@@ -44,12 +45,12 @@ class LocalBackend:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         if retention is not None:
             raise BackendError("a local directory cannot hold Object Lock retention", permanent=True)
         await asyncio.to_thread(self._save, handle, data)
 
-    def _save(self, handle: Handle, data: bytes) -> None:
+    def _save(self, handle: Handle, data: Payload) -> None:
         target = self.root / handle.path()
         folder = target.parent
         created_dirs = not folder.exists()
@@ -57,7 +58,7 @@ class LocalBackend:
         temp = folder / f".tmp-{secrets.token_hex(8)}"
         try:
             with open(temp, "xb") as out:
-                out.write(data)
+                out.writelines([data] if isinstance(data, bytes) else data)
                 out.flush()
                 os.fsync(out.fileno())
             try:

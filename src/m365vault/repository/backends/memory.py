@@ -15,8 +15,10 @@ from m365vault.repository.backends.base import (
     NotFound,
     ObjectInfo,
     ObjectLocked,
+    Payload,
     Retention,
     check_range,
+    joined,
 )
 
 
@@ -26,12 +28,12 @@ class MemoryBackend:
         self._clock = clock
         self._object_lock = object_lock
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         if retention is not None and not self._object_lock:
             raise BackendError("this memory backend has no Object Lock", permanent=True)
         if handle in self._objects:
             raise AlreadyExists(str(handle))
-        self._objects[handle] = (bytes(data), self._clock(), None if retention is None else retention.until)
+        self._objects[handle] = (joined(data), self._clock(), None if retention is None else retention.until)
 
     async def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
         data = self._get(handle)[0]

@@ -11,6 +11,7 @@ from m365vault.repository.backends.base import (
     Handle,
     Kind,
     ObjectInfo,
+    Payload,
     Retention,
 )
 
@@ -22,7 +23,7 @@ class ReadOnlyBackend:
     def unwrap(self) -> Backend:
         return self._inner
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         raise BackendError(f"read-only: refusing to write {handle}", permanent=True)
 
     async def remove(self, handle: Handle) -> None:

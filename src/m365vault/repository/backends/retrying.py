@@ -20,6 +20,7 @@ from m365vault.repository.backends.base import (
     Handle,
     Kind,
     ObjectInfo,
+    Payload,
     Retention,
     is_permanent,
 )
@@ -50,7 +51,7 @@ class RetryingBackend:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         first = True
 
         async def attempt() -> None:

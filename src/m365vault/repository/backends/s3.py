@@ -31,9 +31,11 @@ from m365vault.repository.backends.base import (
     NotFound,
     ObjectInfo,
     ObjectLocked,
+    Payload,
     Retention,
     check_range,
     handle_from_path,
+    joined,
 )
 
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
@@ -92,12 +94,13 @@ class S3Backend:
     def _key(self, handle: Handle) -> str:
         return f"{self.location.prefix}/{handle.path()}" if self.location.prefix else handle.path()
 
-    async def save(self, handle: Handle, data: bytes, *, retention: Retention | None = None) -> None:
+    async def save(self, handle: Handle, data: Payload, *, retention: Retention | None = None) -> None:
         extra: dict[str, Any] = {}
         if retention is not None:
             if retention.mode not in LOCK_MODES:
                 raise BackendError(f"unknown Object Lock mode {retention.mode}", permanent=True)
             extra = {"ObjectLockMode": retention.mode, "ObjectLockRetainUntilDate": retention.until}
+        data = joined(data)  # one body, for the checksum and the request
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
             await self._client.put_object(

@@ -1,0 +1,40 @@
+"""Blob envelopes: every encoding path opens with the plain AES-GCM envelope of format §3."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from m365vault.repository.blob import RAW, ZSTD, BlobType, blob_aad, decode, encode
+from m365vault.repository.crypto import NONCE_SIZE, Keys, open_sealed, seal_parts
+from m365vault.repository.errors import IntegrityError
+
+
+def test_sealed_parts_open_as_one_envelope() -> None:
+    key = os.urandom(32)
+    parts = (b"\x01", memoryview(os.urandom(200_000))[3:], b"", b"tail")
+    envelope = seal_parts(key, parts, b"aad")
+    assert len(envelope) == NONCE_SIZE + sum(map(len, parts)) + 16
+    assert open_sealed(key, bytes(envelope), b"aad") == b"".join(parts)
+    with pytest.raises(IntegrityError):
+        open_sealed(key, bytes(envelope), b"other aad")
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding"),
+    [
+        (os.urandom(300_000), RAW),  # large and incompressible: sealed part by part
+        (b"compressible line\n" * 20_000, ZSTD),  # large frame: sealed part by part
+        (os.urandom(1_000), RAW),  # small: one AES-GCM call
+        (b"small and compressible " * 40, ZSTD),
+    ],
+)
+def test_every_encoding_round_trips(content: bytes, encoding: int) -> None:
+    keys = Keys.generate()
+    blob_id = keys.blob_id(content)
+    for data in (content, memoryview(content)):
+        envelope = encode(keys, BlobType.DATA, blob_id, data, 3)
+        body = open_sealed(keys.data, bytes(envelope), blob_aad(BlobType.DATA, blob_id))
+        assert body[0] == encoding
+        assert decode(keys, BlobType.DATA, blob_id, bytes(envelope), len(content)) == content
