@@ -6,11 +6,12 @@ import logging
 import os
 import signal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 import uvicorn
 
-from m365vault.bootstrap import ServerConfig, build_app
+from m365vault.bootstrap import ProductSettings, ServerConfig, build_app
 from m365vault.cli.tls import ensure_self_signed
 from m365vault.control.errors import ControlError
 
@@ -27,13 +28,46 @@ def serve(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (default: self-signed)"),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
     http: bool = typer.Option(False, "--http", help="Plain HTTP, for local development only"),
+    graph_ca_file: Path | None = typer.Option(
+        None,
+        "--graph-ca-file",
+        envvar="M365VAULT_GRAPH_CA_FILE",
+        help="CA bundle trusted for Graph and the login authority (e.g. the emulator's certificate)",
+    ),
+    graph_insecure: bool = typer.Option(
+        False,
+        "--graph-insecure",
+        envvar="M365VAULT_GRAPH_INSECURE",
+        help="Do not verify Graph's TLS certificate (development only)",
+    ),
+    timezone: str | None = typer.Option(
+        None, "--timezone", help="Time zone job schedules are read in (default: the system's)"
+    ),
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not start scheduled jobs"),
+    bare: bool = typer.Option(
+        False,
+        "--bare",
+        help="API and configuration only: no Microsoft 365 connector, backup engine or repository "
+        "formatting (API development and its tests)",
+    ),
 ) -> None:
     """Run the REST API server until SIGTERM or Ctrl-C."""
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.resolve()
-    config = ServerConfig(data_dir=data_dir, db_url=db)
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(f"unknown time zone {timezone!r}") from exc
+    product = ProductSettings(
+        graph_ca_file=str(graph_ca_file.resolve()) if graph_ca_file else None,
+        graph_insecure=graph_insecure,
+        timezone=timezone,
+        scheduler=not no_scheduler,
+    )
+    config = ServerConfig(data_dir=data_dir, db_url=db, product=None if bare else product)
     try:
         app, first = build_app(
             config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")
