@@ -3,6 +3,7 @@ API client logged in to the server. Used by the end-to-end tests, the demo's tes
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 import uuid
@@ -31,12 +32,15 @@ class Emulator:
     client_id: str
     state_dir: Path
 
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.base_url}/_emulator", verify=str(self.cert), timeout=120)
+        return httpx.Client(base_url=f"{self.base_url}/_emulator", verify=self.tls(), timeout=120)
 
     def graph(self) -> httpx.Client:
         """A Graph client with a token (to capture the tenant's state independently of the server)."""
-        with httpx.Client(verify=str(self.cert), timeout=60) as c:
+        with httpx.Client(verify=self.tls(), timeout=60) as c:
             r = c.post(
                 f"{self.base_url}/{TENANT}/oauth2/v2.0/token",
                 data={
@@ -50,7 +54,7 @@ class Emulator:
             token = r.json()["access_token"]
         return httpx.Client(
             base_url=f"{self.base_url}/v1.0",
-            verify=str(self.cert),
+            verify=self.tls(),
             timeout=60,
             headers={"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'},
         )
@@ -97,7 +101,10 @@ class Server:
                 r.raise_for_status()
                 self._token = r.json()["access_token"]
         return httpx.Client(
-            base_url=self.base_url, verify=False, timeout=60, headers={"Authorization": f"Bearer {self._token}"}
+            base_url=self.base_url,
+            verify=False,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self._token}"},
         )
 
     def kill(self) -> None:

@@ -1,0 +1,127 @@
+"""A real backup through the real parts: organization checks and listings, a full backup, an
+incremental one after tenant activity, the catalog against the tenant at both points in time,
+start/stop rules and a stop in the middle of a run."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from m365vault.db.catalog_tables import restore_points_table
+from tests.e2e.conftest import Product
+from tests.e2e.tenant_state import catalog_state, differences, tenant_state
+from tests.support.product import last_session, organization_body, wait_for, wait_session_end
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_wrong_credentials_answer_400_with_the_reason_and_store_nothing(product: Product) -> None:
+    before = product.api.get("/v3/Organizations").json()
+    body = organization_body(product.emulator, secret="not-the-secret")
+    body["exchangeOnlineSettings"]["officeOrganizationName"] = "other.onmicrosoft.com"
+    body["sharePointOnlineSettings"]["officeOrganizationName"] = "other.onmicrosoft.com"
+    r = product.api.post("/v3/Organizations", json=body)
+    assert r.status_code == 400
+    assert "AADSTS" in r.json()["message"] or "refused" in r.json()["message"]
+    assert product.api.get("/v3/Organizations").json() == before
+    # A PUT with a wrong secret is refused too and leaves the stored credentials working.
+    put = organization_body(product.emulator, secret="still-wrong")
+    r = product.api.put(f"/v3/Organizations/{product.org['id']}", json=put)
+    assert r.status_code == 400
+    assert product.api.get(f"/v3/Organizations/{product.org['id']}/Users?limit=1").status_code == 200
+
+
+def test_tenant_listings_are_served_from_the_tenant_and_paged(product: Product) -> None:
+    org = product.org["id"]
+    with product.emulator.graph() as graph:
+        users = graph.get("/users", params={"$top": "999"}).json()["value"]
+    page1 = product.api.get(f"/v3/Organizations/{org}/Users", params={"offset": 0, "limit": 3}).json()
+    page2 = product.api.get(f"/v3/Organizations/{org}/Users", params={"offset": 3, "limit": 3}).json()
+    listed = [u["id"] for u in page1["results"] + page2["results"]]
+    assert listed == [u["id"] for u in users[:6]]
+    assert {u["name"] for u in page1["results"]} <= {u["userPrincipalName"] for u in users}
+    sites = product.api.get(f"/v3/Organizations/{org}/Sites").json()["results"]
+    assert sites and all(s["url"].startswith("https://") for s in sites)
+    groups = product.api.get(f"/v3/Organizations/{org}/Groups").json()["results"]
+    assert groups
+    with product.emulator.graph() as graph:
+        has_drive = [graph.get(f"/users/{u['id']}/drive").status_code == 200 for u in users]
+    for user, expected in zip(users, has_drive, strict=True):
+        body = product.api.get(f"/v3/Organizations/{org}/Users/{user['id']}/OneDrives").json()
+        drives = body["results"] if isinstance(body, dict) else body
+        assert len(drives) == int(expected), (user["id"], body)
+
+
+def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: Product) -> None:
+    api, job = product.api, product.job
+    assert product.action("start").status_code == 200
+    full = wait_session_end(api, job["id"])
+    assert full["status"] == "Success", full
+    with product.emulator.graph() as graph:
+        state_full = tenant_state(graph)
+    assert sum(len(ids) for ids in state_full.values()) > 100
+    at_full = _time(full["endTime"])
+    assert not differences(state_full, catalog_state(product.db, at_full))
+
+    job_row = api.get(f"/v3/Jobs/{job['id']}").json()
+    assert job_row["lastStatus"] == "Success" and job_row["lastRun"]
+    org = api.get(f"/v3/Organizations/{product.org['id']}").json()
+    assert org["isBackedup"] is True and org["firstBackuptime"] and org["lastBackuptime"]
+    used = api.get(f"/v3/Organizations/{product.org['id']}/UsedRepositories").json()
+    assert any(r["id"] == job["repositoryId"] for r in (used.get("results", used) if isinstance(used, dict) else used))
+
+    with product.emulator.admin() as admin:
+        r = admin.post(
+            "/activity",
+            json={"seed": 7, "newMessages": 15, "deletedMessages": 5, "movedMessages": 5, "updatedMessages": 5,
+                  "newFiles": 4, "editedFiles": 3, "deletedFiles": 2},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+    time.sleep(0.01)
+    assert product.action("start").status_code == 200
+    wait_for(lambda: last_session(api, job["id"])["id"] != full["id"], 30, "the second session")
+    incremental = wait_session_end(api, job["id"])
+    assert incremental["status"] == "Success", incremental
+    moved = incremental["statistics"]["processedObjects"]
+    assert 0 < moved < full["statistics"]["processedObjects"] / 10, (moved, full["statistics"])
+    with product.emulator.graph() as graph:
+        state_incremental = tenant_state(graph)
+    assert state_incremental != state_full
+    assert not differences(state_incremental, catalog_state(product.db, _time(incremental["endTime"])))
+    # History stays: the catalog still shows the first point in time as the tenant was then.
+    assert not differences(state_full, catalog_state(product.db, at_full))
+    with product.db.connect() as conn:
+        points = conn.execute(select(func.count(func.distinct(restore_points_table.c.run_time)))).scalar_one()
+    assert points == 2
+
+
+def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(product: Product) -> None:
+    api, job = product.api, product.job
+    assert product.action("stop").status_code == 400  # idle
+    product.emulator_config(latencyMs=400)  # a run now takes well over a minute
+    try:
+        previous = last_session(api, job["id"])
+        assert product.action("start").status_code == 200
+        running = wait_for(
+            lambda: (s := last_session(api, job["id"])) and s["id"] != previous["id"] and s, 30, "a new session"
+        )
+        assert running["status"] == "Running"
+        assert api.get(f"/v3/Jobs/{job['id']}").json()["lastStatus"] == "Running"
+        r = product.action("start")
+        assert r.status_code == 400 and "running" in r.json()["message"]
+        time.sleep(2)
+        asked = time.monotonic()
+        assert product.action("stop").status_code == 200
+        ended = wait_session_end(api, job["id"], timeout=15)
+        assert time.monotonic() - asked <= 10
+        assert ended["status"] == "Stopped" and ended["endTime"]
+        assert api.get(f"/v3/Jobs/{job['id']}").json()["lastStatus"] == "Stopped"
+        titles = [i["title"] for i in api.get(f"/v3/JobSessions/{ended['id']}/LogItems?limit=200").json()["results"]]
+        assert any("stopped by user" in t for t in titles), titles
+        assert product.action("stop").status_code == 400
+    finally:
+        product.emulator_config(latencyMs=0)
