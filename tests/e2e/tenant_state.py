@@ -37,7 +37,11 @@ def tenant_state(graph: httpx.Client) -> State:
             for folder in _walk(graph, f"/users/{uid}/mailFolders/delta"):
                 if "@removed" in folder:
                     continue
-                messages = _walk(graph, f"/users/{uid}/mailFolders/{folder['id']}/messages", {"$select": "id", "$top": "500"})
+                messages = _walk(
+                    graph,
+                    f"/users/{uid}/mailFolders/{folder['id']}/messages",
+                    {"$select": "id", "$top": "500"},
+                )
                 ids.update(m["id"] for m in messages)
             state[("mailbox", uid)] = ids
         drive = graph.get(f"/users/{uid}/drive")
@@ -58,7 +62,14 @@ def catalog_state(engine: Engine, at: datetime) -> State:
             )
         }
         rows = conn.execute(
-            select(o.c.kind, o.c.external_id.label("owner"), e.c.external_id, v.c.kind.label("entry_kind"), v.c.parent_id, v.c.extras)
+            select(
+                o.c.kind,
+                o.c.external_id.label("owner"),
+                e.c.external_id,
+                v.c.kind.label("entry_kind"),
+                v.c.parent_id,
+                v.c.extras,
+            )
             .join(e, e.c.id == v.c.entry_id)
             .join(o, o.c.id == v.c.object_id)
             .where(visible, o.c.kind.in_(["mailbox", "onedrive"]))
@@ -81,5 +92,6 @@ def differences(expected: State, actual: State) -> list[str]:
     for key in sorted(set(expected) | set(actual)):
         want, got = expected.get(key, set()), actual.get(key, set())
         if want != got:
-            out.append(f"{key}: missing {len(want - got)} {sorted(want - got)[:3]}, extra {len(got - want)} {sorted(got - want)[:3]}")
+            missing, extra = sorted(want - got), sorted(got - want)
+            out.append(f"{key}: missing {len(missing)} {missing[:3]}, extra {len(extra)} {extra[:3]}")
     return out

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from m365vault.db.catalog_tables import restore_points_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
-from tests.support.product import last_session, organization_body, wait_for, wait_session_end
+from tests.support.product import last_session, organization_body, wait_new_session, wait_session_end
 
 
 def _time(value: str) -> datetime:
@@ -72,18 +72,29 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     org = api.get(f"/v3/Organizations/{product.org['id']}").json()
     assert org["isBackedup"] is True and org["firstBackuptime"] and org["lastBackuptime"]
     used = api.get(f"/v3/Organizations/{product.org['id']}/UsedRepositories").json()
-    assert any(r["id"] == job["repositoryId"] for r in (used.get("results", used) if isinstance(used, dict) else used))
+    assert any(
+        r["id"] == job["repositoryId"]
+        for r in (used.get("results", used) if isinstance(used, dict) else used)
+    )
 
     with product.emulator.admin() as admin:
         r = admin.post(
             "/activity",
-            json={"seed": 7, "newMessages": 15, "deletedMessages": 5, "movedMessages": 5, "updatedMessages": 5,
-                  "newFiles": 4, "editedFiles": 3, "deletedFiles": 2},
-        )  # fmt: skip
+            json={
+                "seed": 7,
+                "newMessages": 15,
+                "deletedMessages": 5,
+                "movedMessages": 5,
+                "updatedMessages": 5,
+                "newFiles": 4,
+                "editedFiles": 3,
+                "deletedFiles": 2,
+            },
+        )
         assert r.status_code == 200, r.text
     time.sleep(0.01)
     assert product.action("start").status_code == 200
-    wait_for(lambda: last_session(api, job["id"])["id"] != full["id"], 30, "the second session")
+    wait_new_session(api, job["id"], full["id"])
     incremental = wait_session_end(api, job["id"])
     assert incremental["status"] == "Success", incremental
     moved = incremental["statistics"]["processedObjects"]
@@ -106,9 +117,7 @@ def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(pro
     try:
         previous = last_session(api, job["id"])
         assert product.action("start").status_code == 200
-        running = wait_for(
-            lambda: (s := last_session(api, job["id"])) and s["id"] != previous["id"] and s, 30, "a new session"
-        )
+        running = wait_new_session(api, job["id"], previous["id"] if previous else None)
         assert running["status"] == "Running"
         assert api.get(f"/v3/Jobs/{job['id']}").json()["lastStatus"] == "Running"
         r = product.action("start")
@@ -120,7 +129,9 @@ def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(pro
         assert time.monotonic() - asked <= 10
         assert ended["status"] == "Stopped" and ended["endTime"]
         assert api.get(f"/v3/Jobs/{job['id']}").json()["lastStatus"] == "Stopped"
-        titles = [i["title"] for i in api.get(f"/v3/JobSessions/{ended['id']}/LogItems?limit=200").json()["results"]]
+        titles = [
+            i["title"] for i in api.get(f"/v3/JobSessions/{ended['id']}/LogItems?limit=200").json()["results"]
+        ]
         assert any("stopped by user" in t for t in titles), titles
         assert product.action("stop").status_code == 400
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.conftest import Product, _product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
-from tests.support.product import M365VAULT, last_session, wait_for, wait_session_end
+from tests.support.product import M365VAULT, last_session, wait_for, wait_new_session, wait_session_end
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,11 @@ def test_kill_mid_run_then_restart_closes_the_session_and_the_next_run_loses_not
 
     def some_committed() -> bool:
         session = last_session(product.api, job_id)
-        return bool(session and session["status"] == "Running" and (session.get("statistics") or {}).get("processedObjects"))
+        return bool(
+            session
+            and session["status"] == "Running"
+            and (session.get("statistics") or {}).get("processedObjects")
+        )
 
     wait_for(some_committed, 60, "pages committed by the first run")
     killed = last_session(product.api, job_id)
@@ -44,12 +48,15 @@ def test_kill_mid_run_then_restart_closes_the_session_and_the_next_run_loses_not
         product.api = api
         session = api.get(f"/v3/JobSessions/{killed['id']}").json()
         assert session["status"] == "Failed" and session["endTime"]
-        titles = [i["title"] for i in api.get(f"/v3/JobSessions/{killed['id']}/LogItems?limit=500").json()["results"]]
+        titles = [
+            i["title"]
+            for i in api.get(f"/v3/JobSessions/{killed['id']}/LogItems?limit=500").json()["results"]
+        ]
         assert titles[-1].startswith("[Failed]") and "server stopped" in titles[-1], titles[-3:]
         assert api.get(f"/v3/Jobs/{job_id}").json()["lastStatus"] == "Failed"
 
         assert product.action("start").status_code == 200
-        wait_for(lambda: last_session(api, job_id)["id"] != killed["id"], 30, "the next session")
+        wait_new_session(api, job_id, killed["id"])
         after = wait_session_end(api, job_id)
         assert after["status"] == "Success", after
         # Incremental: what the killed run committed is not read again.

@@ -205,3 +205,15 @@ def wait_session_end(api: httpx.Client, job_id: str, timeout: float = 180) -> di
         return session if session and session["status"] != "Running" else None
 
     return dict(wait_for(ended, timeout, "the job session's end", interval=0.5))
+
+
+def wait_new_session(
+    api: httpx.Client, job_id: str, previous_id: str | None, timeout: float = 30
+) -> dict[str, Any]:
+    """The job's newest session once it is not `previous_id` any more."""
+
+    def fresh() -> dict[str, Any] | None:
+        session = last_session(api, job_id)
+        return session if session is not None and session["id"] != previous_id else None
+
+    return dict(wait_for(fresh, timeout, "a new job session"))
