@@ -499,9 +499,13 @@ class Repository:
             self._builder.add(kind, blob_id, envelope, len(content))
             self._settle(blob_id, None)
             if self._builder.size >= self.config.pack_size:
-                await self._rotate_pack()
+                # Shielded: once the blob is in a pack, a cancelled caller must not lose the pack.
+                await asyncio.shield(self._rotate_guarded())
         except BaseException as err:
-            self._error = self._error or err
+            # A cancelled caller (a stopped backup, a failing sibling task) lost nothing stored:
+            # only real failures make the writer unusable.
+            if not isinstance(err, asyncio.CancelledError):
+                self._error = self._error or err
             self._settle(blob_id, err)
             raise
         return blob_id
@@ -515,6 +519,13 @@ class Repository:
                 future.set_exception(RepositoryError(f"storing blob {blob_id.hex()[:12]} failed: {err}"))
                 future.exception()  # mark retrieved: waiters, if any, still get it
                 self._pending.pop(blob_id, None)
+
+    async def _rotate_guarded(self) -> None:
+        try:
+            await self._rotate_pack()
+        except BaseException as err:
+            self._error = self._error or err
+            raise
 
     async def _rotate_pack(self) -> None:
         builder, self._builder = self._builder, PackBuilder(new_name())
