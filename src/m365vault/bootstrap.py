@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import secrets
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
@@ -32,11 +35,11 @@ from m365vault.control.ports import (
     TenantPage,
     TenantVerifier,
 )
-from m365vault.engine.adapters.connector import GraphTenantListing
 from m365vault.control.services import Services
 from m365vault.db import migrate
 from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
+from m365vault.engine.adapters.connector import GraphTenantListing
 from m365vault.engine.scheduler import Scheduler
 from m365vault.secretbox import open_secretbox
 
@@ -222,7 +225,9 @@ class Product:
         self.control = control
         closed = close_interrupted_sessions(control.services.sessions, self.clock)
         if closed:
-            log.warning("closed %d job session(s) left Running by a previous server process as Failed", closed)
+            log.warning(
+                "closed %d job session(s) left Running by a previous server process as Failed", closed
+            )
 
     def attach(self, app: FastAPI) -> None:
         app.state.product = self
@@ -230,6 +235,8 @@ class Product:
         app.router.add_event_handler("shutdown", self.close)
 
     async def start(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on every platform
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
         if self.settings.scheduler:
             from m365vault.engine.adapters.scheduling import start_scheduler
 
@@ -257,6 +264,20 @@ class _TenantListing:
         page = await self._inner.list_objects(credentials, kind, offset, limit, parent_id)
         objects = [TenantObject(o.id, o.name, o.display_name, dict(o.extra)) for o in page.items]
         return TenantPage(objects, page.total)
+
+
+def _dump_tasks() -> None:
+    """`kill -USR1 <server pid>`: log where every task of the server waits (diagnosing a stall)."""
+    buffer = io.StringIO()
+    for task in asyncio.all_tasks():
+        buffer.write(f"--- {task.get_name()}\n")
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # follow the await chain down to where the task waits
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                buffer.write(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    log.warning("asyncio tasks:\n%s", buffer.getvalue())
 
 
 def wire_product(config: ServerConfig, engine: Engine) -> Product:
