@@ -5,10 +5,11 @@ start/stop rules and a stop in the middle of a run."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from m365vault.catalog import CatalogReader
 from m365vault.db.catalog_tables import restore_points_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
@@ -108,6 +109,13 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     with product.db.connect() as conn:
         points = conn.execute(select(func.count(func.distinct(restore_points_table.c.run_time)))).scalar_one()
     assert points == 2
+    # What explore sees: nothing before the first backup, the latest state after the last one.
+    reader = CatalogReader(product.db)
+    org_id = product.org["id"]
+    assert reader.restore_point_at(org_id, _time(full["creationTime"]) - timedelta(seconds=1)) is None
+    latest = reader.restore_point_at(org_id, _time(incremental["endTime"]) + timedelta(days=365))
+    assert latest is not None and latest >= _time(incremental["endTime"])
+    assert not differences(state_incremental, catalog_state(product.db, latest))
 
 
 def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(product: Product) -> None:
