@@ -68,33 +68,29 @@ def run_job(server: Server, job_id: str, previous: str | None) -> dict[str, Any]
 
 
 async def repository_limit(items: int, mean_size: int, workdir: Path) -> float:
-    """MB/s of save_item + flush for `items` items of `mean_size` bytes (text-like, compressible
-    about as mail is), 8 saves in flight, into a fresh local repository."""
+    """MB/s of save_item + flush for up to 3000 items of `mean_size` bytes on average (unique
+    random text: letters and spaces, compressible about as generated mail is, never deduplicated),
+    8 saves in flight, into a fresh local repository. Items are made as they are saved."""
     rng = random.Random(5)
-    words = [
-        bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-        for _ in range(5000)
-    ]
-
-    def item(n: int) -> bytes:
-        size = max(256, int(rng.expovariate(1 / mean_size)))
-        out = bytearray(f"item {n}\n".encode())
-        while len(out) < size:
-            out += rng.choice(words) + b" "
-        return bytes(out[:size])
-
-    payloads = [item(n) for n in range(items)]
-    total = sum(len(p) for p in payloads)
+    text = bytes.maketrans(
+        bytes(range(256)), bytes(b"abcdefghijklmnopqrstuvwxyz      "[i % 32] for i in range(256))
+    )
+    count = min(items, 3000)
     backend = await open_backend(str(workdir / "limit-repo"))
     repo = await Repository.init(backend, "bench-password")
-    started = time.perf_counter()
     gate = asyncio.Semaphore(8)
+    total = 0
 
-    async def save(data: bytes) -> None:
+    async def save(n: int) -> None:
+        nonlocal total
+        size = min(64 * mean_size, max(256, int(rng.expovariate(1 / mean_size))))
+        data = f"item {n}\n".encode() + os.urandom(size).translate(text)
+        total += len(data)
         async with gate:
             await repo.save_item(data)
 
-    await asyncio.gather(*(save(p) for p in payloads))
+    started = time.perf_counter()
+    await asyncio.gather(*(save(n) for n in range(count)))
     await repo.flush()
     elapsed = time.perf_counter() - started
     await repo.close()

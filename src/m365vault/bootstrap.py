@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from m365vault.api.app import create_app
 from m365vault.clock import Clock, utcnow
 from m365vault.control.accounts import ThrottlePolicy
+from m365vault.control.errors import InvalidRequest
 from m365vault.control.facade import Control
 from m365vault.control.infrastructure import DEFAULT_PROXY_HOST, ProxyInput, RepositoryInput
 from m365vault.control.ports import (
@@ -41,6 +42,7 @@ from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
 from m365vault.engine.adapters.connector import GraphTenantListing
 from m365vault.engine.scheduler import Scheduler
+from m365vault.m365.errors import GraphError
 from m365vault.secretbox import open_secretbox
 
 DEFAULT_REPOSITORY_NAME = "Default Backup Repository"
@@ -261,7 +263,10 @@ class _TenantListing:
     async def list_objects(
         self, credentials: TenantCredentials, kind: str, offset: int, limit: int, parent_id: str | None = None
     ) -> TenantPage:
-        page = await self._inner.list_objects(credentials, kind, offset, limit, parent_id)
+        try:
+            page = await self._inner.list_objects(credentials, kind, offset, limit, parent_id)
+        except GraphError as exc:  # the tenant refused or failed: say why, never a bare 500
+            raise InvalidRequest(f"The organization's tenant could not be read: {exc.reason}") from exc
         objects = [TenantObject(o.id, o.name, o.display_name, dict(o.extra)) for o in page.items]
         return TenantPage(objects, page.total)
 
