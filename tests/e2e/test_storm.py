@@ -1,4 +1,5 @@
-"""Backups under a throttling storm (429 per mailbox, 503 for SharePoint resource units), and after the service forgot every delta state: the
+"""Backups under a throttling storm (429 per mailbox, 503 for SharePoint resource units), after
+the service forgot every delta state, and through faults: the
 run still ends Success and the catalog equals the tenant."""
 
 from __future__ import annotations
