@@ -104,6 +104,10 @@ class CatalogRecorder:
         self._objects: dict[tuple[str, str], ObjectRef] = {}
         self._lock = asyncio.Lock()
         self._kinds: dict[str, str] = {}  # collection id -> kind, as seen in this run
+        self._ids: dict[tuple[str, str], int | None] = {}  # object key -> catalog id (None: none yet)
+        # Saved tokens per object, read once per run and kept current by record_page (one task
+        # backs up an object at a time, so the copy cannot go stale).
+        self._tokens: dict[tuple[str, str], dict[str, str]] = {}
 
     async def object_ref(self, obj: BackupObject, seen_at: datetime) -> ObjectRef:
         ref = self._objects.get(obj.key)
@@ -129,6 +133,8 @@ class CatalogRecorder:
         ref = self._objects.get(obj.key)
         if ref is not None:
             return ref.id
+        if obj.key in self._ids:
+            return self._ids[obj.key]
         from m365vault.db.catalog_tables import objects_table as objects
 
         def find() -> int | None:
@@ -143,7 +149,17 @@ class CatalogRecorder:
                 ).scalar_one_or_none()
             return int(found) if found is not None else None
 
-        return await asyncio.to_thread(find)
+        found = await asyncio.to_thread(find)
+        self._ids[obj.key] = found
+        return found
+
+    async def _saved_tokens(self, obj: BackupObject) -> dict[str, str]:
+        tokens = self._tokens.get(obj.key)
+        if tokens is None:
+            object_id = await self._find(obj)
+            tokens = {} if object_id is None else await asyncio.to_thread(self._writer.delta_tokens, object_id)
+            self._tokens[obj.key] = tokens
+        return tokens
 
     def restore_point(self, obj: BackupObject, at: datetime) -> None:
         ref = self._objects.get(obj.key)
@@ -153,18 +169,16 @@ class CatalogRecorder:
     # ------------------------------------------------------------ VersionRecorder
 
     async def load_token(self, obj: BackupObject, collection_id: str) -> str | None:
-        object_id = await self._find(obj)
-        if object_id is None:
-            return None
-        return await asyncio.to_thread(self._writer.delta_token, object_id, collection_id)
+        return (await self._saved_tokens(obj)).get(collection_id)
 
     async def known_collections(self, obj: BackupObject) -> Sequence[CollectionRef]:
         object_id = await self._find(obj)
         if object_id is None:
             return []
 
+        tokens = dict(await self._saved_tokens(obj))
+
         def read() -> list[CollectionRef]:
-            tokens = self._writer.delta_tokens(object_id)
             if not tokens:
                 return []
             kinds = self._extras(object_id, list(tokens))
@@ -176,7 +190,11 @@ class CatalogRecorder:
         return await asyncio.to_thread(read)
 
     def _extras(
-        self, object_id: int, external_ids: list[str], parent: str | None = None, conn: Connection | None = None
+        self,
+        object_id: int,
+        external_ids: list[str],
+        parent: str | None = None,
+        conn: Connection | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Live entries among `external_ids` (with their version extras); with `parent`, only
         those whose live version sits directly in that container."""
@@ -218,6 +236,7 @@ class CatalogRecorder:
         object_id = await self._find(obj)
         if object_id is None or not item_ids:
             return {}
+
         # Outlook items move between folders under one id: a version in another folder is not
         # this folder's (the move is read again here, and the old folder's removal is ignored).
         def read() -> dict[str, dict[str, Any]]:
@@ -269,6 +288,12 @@ class CatalogRecorder:
                     )
 
         await asyncio.to_thread(commit)
+        tokens = self._tokens.get(obj.key)
+        if tokens is not None:
+            if page.retire:
+                tokens.pop(collection.id, None)
+            elif write.delta_token is not None:
+                tokens[collection.id] = write.delta_token[1]
 
     @staticmethod
     def _page_write(page: PageRecord) -> PageWrite:
