@@ -4,8 +4,10 @@ start/stop rules and a stop in the middle of a run."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -13,7 +15,13 @@ from m365vault.catalog import CatalogReader
 from m365vault.db.catalog_tables import restore_points_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
-from tests.support.product import last_session, organization_body, wait_new_session, wait_session_end
+from tests.support.product import (
+    M365VAULT,
+    last_session,
+    organization_body,
+    wait_new_session,
+    wait_session_end,
+)
 
 
 def _time(value: str) -> datetime:
@@ -144,3 +152,54 @@ def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(pro
         assert product.action("stop").status_code == 400
     finally:
         product.emulator_config(latencyMs=0)
+
+
+def test_new_repositories_are_real_and_an_existing_one_needs_its_password(
+    product: Product, tmp_path: Path
+) -> None:
+    body = {
+        "name": "second",
+        "path": str(tmp_path / "second"),
+        "retentionType": "ItemLevel",
+        "retentionPeriodType": "Daily",
+        "dailyRetentionPeriod": 30,
+        "retentionFrequencyType": "Daily",
+        "dailyTime": "04:00:00",
+        "dailyType": "Everyday",
+        "password": "second-repository-password",
+    }
+    r = product.api.post("/v3/BackupRepositories", json=body)
+    assert r.status_code == 201, r.text
+    check = subprocess.run(
+        [
+            M365VAULT,
+            "repo",
+            "stats",
+            "--json",
+            "--data-dir",
+            str(product.server.data_dir),
+            "--repository",
+            "second",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0 and '"packs": 0' in check.stdout, check.stdout + check.stderr
+    # A directory that already holds a repository: adopted with its password, refused without.
+    existing = tmp_path / "existing"
+    secret = tmp_path / "pw"
+    secret.write_text("the-existing-password\n")
+    made = subprocess.run(
+        [M365VAULT, "repo", "init", str(existing), "--password-file", str(secret)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    before = product.api.get("/v3/BackupRepositories").json()
+    wrong = {**body, "name": "third", "path": str(existing), "password": "not-the-password"}
+    r = product.api.post("/v3/BackupRepositories", json=wrong)
+    assert r.status_code == 400 and "password" in r.json()["message"], r.text
+    assert product.api.get("/v3/BackupRepositories").json() == before
+    right = {**wrong, "password": "the-existing-password"}
+    assert product.api.post("/v3/BackupRepositories", json=right).status_code == 201
