@@ -435,7 +435,9 @@ class Repository:
             return make_ref(BlobType.DATA, blob_id)
         for chunk in chunker.finish():
             await self._queue_chunk(chunk, chunks, stores)
-        await asyncio.gather(*stores)
+        # Shielded: a store task cancelled before it ran would leave its encode slot taken and its
+        # pending future unsettled (later saves of that chunk would wait forever).
+        await asyncio.shield(asyncio.gather(*stores))
         manifest = Manifest(total, chunks).encode()
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
         return make_ref(BlobType.MANIFEST, manifest_id)

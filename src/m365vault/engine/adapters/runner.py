@@ -38,12 +38,14 @@ from m365vault.engine.flushing import GroupFlush
 from m365vault.engine.object_backup import ObjectPorts
 from m365vault.engine.planner import (
     GroupItem,
-    JobItem as ScopeItem,
     JobScope,
     PartialOrganizationItem,
     PersonalSitesItem,
     SiteItem,
     UserItem,
+)
+from m365vault.engine.planner import (
+    JobItem as ScopeItem,
 )
 from m365vault.engine.ports import ObjectKind, SessionStatus
 from m365vault.engine.queue import BackupTask, OutcomeStatus
@@ -223,8 +225,12 @@ class EngineBackupRunner:
                 await asyncio.to_thread(self._fail_session, prepared.session_id, exc)
                 raise
             self._runs[str(prepared.session_id)] = ctx
-            directory = GraphPlanningDirectory(ctx.client, exchange=prepared.exchange, sharepoint=prepared.sharepoint)
-            ctx.task = await self._engine.start_run(prepared.request, directory=directory, reporter=ctx.reporter)
+            directory = GraphPlanningDirectory(
+                ctx.client, exchange=prepared.exchange, sharepoint=prepared.sharepoint
+            )
+            ctx.task = await self._engine.start_run(
+                prepared.request, directory=directory, reporter=ctx.reporter
+            )
             ctx.task.add_done_callback(lambda task: self._ended(ctx, task))
             return prepared.session_id
 
@@ -248,11 +254,17 @@ class EngineBackupRunner:
                 raise ValueError(f"job {job_id} does not exist")
             org = db.get(Organization, job.organization_id)
             assert org is not None  # foreign key
-            items = list(db.scalars(select(JobItem).where(JobItem.job_id == job_id).order_by(JobItem.position)))
+            items = list(
+                db.scalars(select(JobItem).where(JobItem.job_id == job_id).order_by(JobItem.position))
+            )
             selected = [scope_item(i.type, i.payload) for i in items if i.kind == "selected"]
             excluded = [scope_item(i.type, i.payload) for i in items if i.kind == "excluded"]
             session = JobSession(
-                id=uuid.uuid4(), job_id=job_id, status=SessionStatus.RUNNING.value, creation_time=now, statistics={}
+                id=uuid.uuid4(),
+                job_id=job_id,
+                status=SessionStatus.RUNNING.value,
+                creation_time=now,
+                statistics={},
             )
             db.add(session)
             job.last_status = SessionStatus.RUNNING.value
@@ -266,7 +278,13 @@ class EngineBackupRunner:
                 deadline=deadline(job.schedule_policy, now, self._tz),
             )
             return _Prepared(
-                session.id, job_id, request, org.id, job.repository_id, org.is_exchange_online, org.is_sharepoint_online
+                session.id,
+                job_id,
+                request,
+                org.id,
+                job.repository_id,
+                org.is_exchange_online,
+                org.is_sharepoint_online,
             )
 
     async def _context(self, prepared: _Prepared) -> _RunContext:
@@ -280,7 +298,9 @@ class EngineBackupRunner:
             session_id=str(prepared.session_id),
         )
         reporter = DbSessionReporter(self._sessions, prepared.session_id)
-        return _RunContext(prepared.session_id, prepared.job_id, prepared.organization_id, client, saver, recorder, reporter)
+        return _RunContext(
+            prepared.session_id, prepared.job_id, prepared.organization_id, client, saver, recorder, reporter
+        )
 
     def _fail_session(self, session_id: uuid.UUID, exc: BaseException) -> None:
         now = self._clock()
@@ -319,7 +339,9 @@ class EngineBackupRunner:
         try:
             if task.cancelled() or task.exception() is not None:
                 if not ctx.reporter.finished:  # the run could not even report its end
-                    await asyncio.to_thread(self._fail_session, ctx.session_id, task.exception() or RuntimeError("cancelled"))
+                    await asyncio.to_thread(
+                        self._fail_session, ctx.session_id, task.exception() or RuntimeError("cancelled")
+                    )
                 return
             result = task.result()
             await asyncio.to_thread(self._remember, ctx, result)

@@ -47,7 +47,9 @@ class DbScheduledJobs:
 
         return await asyncio.to_thread(read)
 
-    async def update_next_run(self, job_id: Hashable, expected: datetime | None, new: datetime | None) -> bool:
+    async def update_next_run(
+        self, job_id: Hashable, expected: datetime | None, new: datetime | None
+    ) -> bool:
         def write() -> bool:
             current = Job.next_run.is_(None) if expected is None else Job.next_run == expected
             with self._engine.begin() as conn:

@@ -97,7 +97,10 @@ class GraphChangeSource:
                     item = change.item
                     found.append(
                         CollectionRef(
-                            change.id, MAIL_FOLDER, str(item.get("displayName") or ""), item.get("parentFolderId")
+                            change.id,
+                            MAIL_FOLDER,
+                            str(item.get("displayName") or ""),
+                            item.get("parentFolderId"),
                         )
                     )
         ids = {ref.id for ref in found}
@@ -125,7 +128,9 @@ class GraphChangeSource:
             template = (item.get("list") or {}).get("template")
             if template == "documentLibrary":
                 continue  # its content is read through its drive
-            found.append(CollectionRef(str(item["id"]), LIST, str(item.get("displayName") or item.get("name") or "")))
+            found.append(
+                CollectionRef(str(item["id"]), LIST, str(item.get("displayName") or item.get("name") or ""))
+            )
         return found
 
     async def _root(self, drive_id: str) -> str:
@@ -148,7 +153,9 @@ class GraphChangeSource:
                 [c for c in converted if c is not None], page.token, final=page.complete, resync=page.resync
             )
 
-    def _pages(self, obj: BackupObject, collection: CollectionRef, token: str | None) -> AsyncIterator[DeltaPage]:
+    def _pages(
+        self, obj: BackupObject, collection: CollectionRef, token: str | None
+    ) -> AsyncIterator[DeltaPage]:
         client, kind = self._client, collection.kind
         if kind == MAIL_FOLDER:
             return delta.messages_delta(client, obj.id, collection.id, token=token, known_ids=_no_known_ids)
@@ -170,7 +177,9 @@ class GraphChangeSource:
             return delta.list_items_delta(client, obj.id, collection.id, token=token, known_ids=_no_known_ids)
         raise ValueError(f"unknown collection kind {kind!r}")
 
-    def _convert(self, obj: BackupObject, collection: CollectionRef, change: DeltaChange) -> ItemChange | None:
+    def _convert(
+        self, obj: BackupObject, collection: CollectionRef, change: DeltaChange
+    ) -> ItemChange | None:
         item = change.item
         if change.removed:
             return ItemChange(change.id, removed=True)

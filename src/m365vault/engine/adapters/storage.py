@@ -36,7 +36,9 @@ class RepositorySaver:
 async def open_or_create(location: str, password: str, *, create: bool) -> Repository:
     backend = await open_backend(location)
     try:
-        empty = not [i async for i in backend.list(Kind.CONFIG)] and not [i async for i in backend.list(Kind.KEYS)]
+        empty = not [i async for i in backend.list(Kind.CONFIG)] and not [
+            i async for i in backend.list(Kind.KEYS)
+        ]
         if empty and create:
             return await Repository.init(backend, password)
         return await Repository.open(backend, password)
