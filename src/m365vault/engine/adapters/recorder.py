@@ -157,7 +157,9 @@ class CatalogRecorder:
         tokens = self._tokens.get(obj.key)
         if tokens is None:
             object_id = await self._find(obj)
-            tokens = {} if object_id is None else await asyncio.to_thread(self._writer.delta_tokens, object_id)
+            tokens = {}
+            if object_id is not None:
+                tokens = await asyncio.to_thread(self._writer.delta_tokens, object_id)
             self._tokens[obj.key] = tokens
         return tokens
 
