@@ -19,6 +19,7 @@ from tests.support.product import (
     M365VAULT,
     last_session,
     organization_body,
+    wait_for,
     wait_new_session,
     wait_session_end,
 )
@@ -114,9 +115,14 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     assert not differences(state_incremental, catalog_state(product.db, _time(incremental["endTime"])))
     # History stays: the catalog still shows the first point in time as the tenant was then.
     assert not differences(state_full, catalog_state(product.db, at_full))
-    with product.db.connect() as conn:
-        points = conn.execute(select(func.count(func.distinct(restore_points_table.c.run_time)))).scalar_one()
-    assert points == 2
+
+    def points() -> int:
+        with product.db.connect() as conn:
+            query = select(func.count(func.distinct(restore_points_table.c.run_time)))
+            return int(conn.execute(query).scalar_one())
+
+    # Restore points are written just after the session's final status (same run, next statement).
+    assert wait_for(lambda: points() == 2, 10, "the second restore point")
     # What explore sees: nothing before the first backup, the latest state after the last one.
     reader = CatalogReader(product.db)
     org_id = product.org["id"]
@@ -152,6 +158,10 @@ def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(pro
         assert product.action("stop").status_code == 400
     finally:
         product.emulator_config(latencyMs=0)
+    # The run after a stop works (a repository writer the stop broke is opened again).
+    assert product.action("start").status_code == 200
+    wait_new_session(api, job["id"], ended["id"])
+    assert wait_session_end(api, job["id"])["status"] == "Success"
 
 
 def test_new_repositories_are_real_and_an_existing_one_needs_its_password(

@@ -435,8 +435,6 @@ class Repository:
             return make_ref(BlobType.DATA, blob_id)
         for chunk in chunker.finish():
             await self._queue_chunk(chunk, chunks, stores)
-        # Shielded: a store task cancelled before it ran would leave its encode slot taken and its
-        # pending future unsettled (later saves of that chunk would wait forever).
         await asyncio.shield(asyncio.gather(*stores))
         manifest = Manifest(total, chunks).encode()
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
@@ -501,13 +499,9 @@ class Repository:
             self._builder.add(kind, blob_id, envelope, len(content))
             self._settle(blob_id, None)
             if self._builder.size >= self.config.pack_size:
-                # Shielded: once the blob is in a pack, a cancelled caller must not lose the pack.
-                await asyncio.shield(self._rotate_guarded())
+                await self._rotate_pack()
         except BaseException as err:
-            # A cancelled caller (a stopped backup, a failing sibling task) lost nothing stored:
-            # only real failures make the writer unusable.
-            if not isinstance(err, asyncio.CancelledError):
-                self._error = self._error or err
+            self._error = self._error or err
             self._settle(blob_id, err)
             raise
         return blob_id
@@ -521,13 +515,6 @@ class Repository:
                 future.set_exception(RepositoryError(f"storing blob {blob_id.hex()[:12]} failed: {err}"))
                 future.exception()  # mark retrieved: waiters, if any, still get it
                 self._pending.pop(blob_id, None)
-
-    async def _rotate_guarded(self) -> None:
-        try:
-            await self._rotate_pack()
-        except BaseException as err:
-            self._error = self._error or err
-            raise
 
     async def _rotate_pack(self) -> None:
         builder, self._builder = self._builder, PackBuilder(new_name())

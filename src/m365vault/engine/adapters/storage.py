@@ -7,6 +7,8 @@ whole index), with one `GroupFlush` in front of it so concurrent workers share f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -18,6 +20,7 @@ from m365vault.repository.backends.base import BackendError, Kind
 from m365vault.repository.backends.location import open_backend
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RepositorySaver:
@@ -25,12 +28,21 @@ class RepositorySaver:
 
     def __init__(self, repository: Repository) -> None:
         self.repository = repository
+        self.broken = False  # a write failed: this writer hands out no more durable refs
 
     async def save(self, stream: AsyncIterator[bytes]) -> str:
-        return await self.repository.save_item(stream)
+        try:
+            return await self.repository.save_item(stream)
+        except RepositoryError:
+            self.broken = True
+            raise
 
     async def flush(self) -> None:
-        await self.repository.flush()
+        try:
+            await self.repository.flush()
+        except RepositoryError:
+            self.broken = True
+            raise
 
 
 async def open_or_create(location: str, password: str, *, create: bool) -> Repository:
@@ -53,25 +65,34 @@ class OpenRepositories:
     def __init__(self, password: Callable[[uuid.UUID], str], location: Callable[[uuid.UUID], str]) -> None:
         self._password = password
         self._location = location
-        self._open: dict[uuid.UUID, tuple[Repository, GroupFlush]] = {}
+        self._open: dict[uuid.UUID, tuple[RepositorySaver, GroupFlush]] = {}
         self._lock = asyncio.Lock()
 
     async def saver(self, repository_id: uuid.UUID) -> GroupFlush:
+        """The shared saver; a writer that failed (refs since its last flush lost, which the
+        catalog never recorded) is replaced by a freshly opened one for the next run."""
         async with self._lock:
             entry = self._open.get(repository_id)
+            if entry is not None and entry[0].broken:
+                log.warning("repository %s: a write failed earlier; opening it again", repository_id)
+                with contextlib.suppress(Exception):
+                    await entry[0].repository.close()
+                entry = None
             if entry is None:
                 location, password = await asyncio.to_thread(
                     lambda: (self._location(repository_id), self._password(repository_id))
                 )
                 repo = await open_or_create(location, password, create=True)
-                entry = (repo, GroupFlush(RepositorySaver(repo)))
+                saver = RepositorySaver(repo)
+                entry = (saver, GroupFlush(saver))
                 self._open[repository_id] = entry
             return entry[1]
 
     async def close(self) -> None:
         entries, self._open = list(self._open.values()), {}
-        for repo, _ in entries:
-            await repo.close()
+        for saver, _ in entries:
+            with contextlib.suppress(Exception):
+                await saver.repository.close()
 
 
 def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
