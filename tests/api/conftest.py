@@ -46,7 +46,8 @@ class RunningServer:
 def start_server(workdir: Path, db_url: str, *extra: str) -> tuple[ChildProcess, str]:
     port = free_port()
     data_dir = workdir / "data"
-    argv = [M365VAULT, "serve", "--data-dir", str(data_dir), "--port", str(port), "--db", db_url, *extra]
+    argv = [M365VAULT, "serve", "--bare", "--data-dir", str(data_dir), "--port", str(port), "--db", db_url]
+    argv += extra
     env = {"M365VAULT_ADMIN_USER": ADMIN_USER, "M365VAULT_ADMIN_PASSWORD": ADMIN_PASSWORD}
     proc = ChildProcess(argv, workdir / "server.log", env=env)
     scheme = "http" if "--http" in extra else "https"

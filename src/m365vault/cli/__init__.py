@@ -26,11 +26,13 @@ def version() -> None:
 # Command groups register here, one line each (keeps merges trivial). Imported late because each
 # module adds its commands to `app` above.
 from m365vault.cli import admin, repo, serve  # noqa: E402
+from m365vault.cli import demo as _demo  # noqa: E402
 from m365vault.cli import emulator as _emulator  # noqa: E402, F401  (its decorator registers the command)
 
 serve.register(app)
 admin.register(app)
 app.add_typer(repo.app, name="repo")
+_demo.register(app)
 
 
 def main() -> None:

@@ -37,6 +37,33 @@ Endpoint = typer.Option(None, "--s3-endpoint", envvar="M365VAULT_S3_ENDPOINT", h
 AccessKey = typer.Option(None, "--s3-access-key", envvar="M365VAULT_S3_ACCESS_KEY", help="S3 access key.")
 SecretKey = typer.Option(None, "--s3-secret-key", envvar="M365VAULT_S3_SECRET_KEY", help="S3 secret key.")
 Region = typer.Option(None, "--s3-region", envvar="M365VAULT_S3_REGION", help="S3 region.")
+Location = typer.Argument(None, help="Directory or s3://bucket/prefix (or use --data-dir).")
+DataDir = typer.Option(None, "--data-dir", help="A server's data dir: work on that server's repository.")
+RepositoryName = typer.Option(None, "--repository", help="With --data-dir: the repository's name or id.")
+ServerDb = typer.Option(
+    None, "--db", help="With --data-dir: the server's database URL (default: its SQLite)."
+)
+
+
+def _target(
+    location: str | None,
+    data_dir: Path | None,
+    repository: str | None,
+    db: str | None,
+    password_file: Path | None,
+) -> tuple[str, str, Callable[[], list[str]] | None]:
+    """(location, password, live refs of the server's catalog or None) for a command."""
+    if data_dir is None:
+        if location is None:
+            raise typer.BadParameter("give a repository location or --data-dir")
+        return location, read_password(password_file), None
+    if location is not None:
+        raise typer.BadParameter("give either a location or --data-dir, not both")
+    from m365vault.catalog import ContentRefs
+    from m365vault.cli.server_repos import find
+
+    found, engine = find(data_dir.resolve(), db, repository)
+    return found.location, found.password, lambda: list(ContentRefs(engine).live_refs(found.id))
 
 
 def read_password(password_file: Path | None, *, confirm: bool = False) -> str:
@@ -108,7 +135,7 @@ def init_command(
 
 @app.command("check")
 def check_command(
-    location: str = typer.Argument(...),
+    location: str | None = Location,
     read_data: bool = typer.Option(False, "--read-data", help="Read and authenticate every blob."),
     refs_file: Path | None = typer.Option(None, help="Also verify these item refs (one a line)."),
     password_file: Path | None = PasswordFile,
@@ -116,9 +143,12 @@ def check_command(
     s3_access_key: str | None = AccessKey,
     s3_secret_key: str | None = SecretKey,
     s3_region: str | None = Region,
+    data_dir: Path | None = DataDir,
+    repository: str | None = RepositoryName,
+    db: str | None = ServerDb,
 ) -> None:
     """Verify structure and index; with --read-data every blob. Exit 1 on any error."""
-    password = read_password(password_file)
+    location, password, _ = _target(location, data_dir, repository, db, password_file)
 
     async def body(backend: Backend) -> bool:
         repo = await Repository.open(backend, password)
@@ -135,16 +165,19 @@ def check_command(
 
 @app.command("stats")
 def stats_command(
-    location: str = typer.Argument(...),
+    location: str | None = Location,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     password_file: Path | None = PasswordFile,
     s3_endpoint: str | None = Endpoint,
     s3_access_key: str | None = AccessKey,
     s3_secret_key: str | None = SecretKey,
     s3_region: str | None = Region,
+    data_dir: Path | None = DataDir,
+    repository: str | None = RepositoryName,
+    db: str | None = ServerDb,
 ) -> None:
     """Sizes and counts: packs, blobs, content versus stored bytes."""
-    password = read_password(password_file)
+    location, password, _ = _target(location, data_dir, repository, db, password_file)
 
     async def body(backend: Backend) -> dict[str, int]:
         async with await Repository.open(backend, password) as repo:
@@ -160,7 +193,7 @@ def stats_command(
 
 @app.command("prune")
 def prune_command(
-    location: str = typer.Argument(...),
+    location: str | None = Location,
     refs_file: Path | None = typer.Option(
         None, help="Item refs still needed, one a line. Without it every indexed blob is kept."
     ),
@@ -170,14 +203,19 @@ def prune_command(
     s3_access_key: str | None = AccessKey,
     s3_secret_key: str | None = SecretKey,
     s3_region: str | None = Region,
+    data_dir: Path | None = DataDir,
+    repository: str | None = RepositoryName,
+    db: str | None = ServerDb,
 ) -> None:
-    """Reclaim space in two phases: a run marks, a later run (after the grace period) deletes."""
-    password = read_password(password_file)
+    """Reclaim space in two phases: a run marks, a later run (after the grace period) deletes.
+    With --data-dir the refs still needed are every live reference of the server's catalog."""
+    location, password, live = _target(location, data_dir, repository, db, password_file)
     safety = SafetyParameters(grace=timedelta(hours=grace_hours))
+    refs = live() if live is not None and refs_file is None else _refs(refs_file)
 
     async def body(backend: Backend) -> dict[str, object]:
         async with await Repository.open(backend, password) as repo:
-            return asdict(await repo.prune(_refs(refs_file), safety=safety))
+            return asdict(await repo.prune(refs, safety=safety))
 
     report = _run(location, S3Options(s3_endpoint, s3_access_key, s3_secret_key, s3_region), body)
     for key, value in report.items():

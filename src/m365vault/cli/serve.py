@@ -7,6 +7,7 @@ import os
 import signal
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
@@ -26,15 +27,34 @@ def serve(
     restore_idle_minutes: float = typer.Option(
         30.0, "--restore-idle-minutes", min=0.05, help="Stop restore sessions idle for this long"
     ),
-    graph_ca: Path | None = typer.Option(
-        None, "--graph-ca", help="PEM CA bundle for the tenants' Graph endpoints (default: the system's)"
+    graph_ca_file: Path | None = typer.Option(
+        None,
+        "--graph-ca-file",
+        envvar="M365VAULT_GRAPH_CA_FILE",
+        help="CA bundle trusted for Graph and the login authority (e.g. the emulator's certificate)",
+    ),
+    graph_insecure: bool = typer.Option(
+        False,
+        "--graph-insecure",
+        envvar="M365VAULT_GRAPH_INSECURE",
+        help="Do not verify Graph's TLS certificate (development only)",
+    ),
+    timezone: str | None = typer.Option(
+        None, "--timezone", help="Time zone job schedules are read in (default: the system's)"
+    ),
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not start scheduled jobs"),
+    bare: bool = typer.Option(
+        False,
+        "--bare",
+        help="API and configuration only: no Microsoft 365 connector, backup engine or repository "
+        "formatting (API development and its tests)",
     ),
 ) -> None:
     """Run the REST API server until SIGTERM or Ctrl-C."""
     # Imported here so that other commands (admin, ...) do not load the web stack.
     import uvicorn
 
-    from m365vault.bootstrap import RestoreOptions, ServerConfig, build_app
+    from m365vault.bootstrap import ProductSettings, RestoreOptions, ServerConfig, build_app
     from m365vault.cli.tls import ensure_self_signed
     from m365vault.control.errors import ControlError
 
@@ -42,11 +62,22 @@ def serve(
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.resolve()
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(f"unknown time zone {timezone!r}") from exc
+    product = ProductSettings(
+        graph_ca_file=str(graph_ca_file.resolve()) if graph_ca_file else None,
+        graph_insecure=graph_insecure,
+        timezone=timezone,
+        scheduler=not no_scheduler,
+    )
     restore = RestoreOptions(
         idle_timeout=timedelta(minutes=restore_idle_minutes),
-        graph_verify=str(graph_ca.resolve()) if graph_ca else True,
+        graph_verify=False if graph_insecure else (product.graph_ca_file or True),
     )
-    config = ServerConfig(data_dir=data_dir, db_url=db, restore=restore)
+    config = ServerConfig(data_dir=data_dir, db_url=db, restore=restore, product=None if bare else product)
     try:
         app, first = build_app(
             config, os.environ.get("M365VAULT_ADMIN_USER"), os.environ.get("M365VAULT_ADMIN_PASSWORD")

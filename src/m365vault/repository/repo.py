@@ -453,7 +453,7 @@ class Repository:
             _cut_and_hash, self.keys, lambda _: list(chunker.finish()), b""
         ):
             await self._queue_chunk(blob_id, chunk, chunks, stores)
-        await asyncio.gather(*stores)
+        await asyncio.shield(asyncio.gather(*stores))
         manifest = Manifest(total, chunks).encode()
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
         return make_ref(BlobType.MANIFEST, manifest_id)
