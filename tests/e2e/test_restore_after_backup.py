@@ -7,7 +7,9 @@ SMTP server. Nothing here writes the catalog directly: what the engine wrote is 
 from __future__ import annotations
 
 import hashlib
+import io
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -246,10 +248,30 @@ def test_backup_change_explore_restore_and_verify_through_graph(world: World) ->
     r = world.post(R.format(sid=versions_sid) + f"/OneDrives/{uid}/Documents/Action", copy)
     assert r.json()["createdItemsCount"] == 1 and r.json()["failedItemsCount"] == 0, r.json()
 
+    # The changed message as it was, into another folder of the mailbox (source path recreated).
+    elsewhere = {"restoreTo": {"mailbox": uid, "folder": "Recovered", "items": [{"id": changed["id"]}]}}
+    r = world.post(R.format(sid=then) + f"/Mailboxes/{uid}/Items/Action", elsewhere)
+    assert r.json()["createdItemsCount"] == 1 and r.json()["failedItemsCount"] == 0, r.json()
+
+    # A whole OneDrive saved as a ZIP: paths as they are inside the drive, bytes as backed up.
+    whole = world.post(R.format(sid=veod_then) + f"/OneDrives/{uid}/Action", {"save": None})
+    with zipfile.ZipFile(io.BytesIO(whole.content)) as archive:
+        names = set(archive.namelist())
+        assert {f["name"] for f in files} <= names
+        assert all(archive.read(f["name"]) == originals[f["id"]] for f in files)
+    assert {n.split("/")[0] for n in names} <= {c["name"] for c in root_before}  # no drive-named folder
+    assert any("/" in n for n in names)  # the folders' documents are there too
+
     # -- The tenant through Graph.
     back = [m for m in _inbox(graph, uid) if m["subject"] == gone["subject"]]
     assert len(back) == 1
     assert _mime(graph, uid, back[0]["id"]) == mimes[gone["id"]]  # the backed-up MIME byte for byte
+    top_mail = graph.get(f"/users/{uid}/mailFolders", params={"$top": "100"}).json()["value"]
+    recovered_mail = next(f for f in top_mail if f["displayName"] == "Recovered")
+    inner = graph.get(f"/users/{uid}/mailFolders/{recovered_mail['id']}/childFolders").json()["value"]
+    assert [f["displayName"] for f in inner] == ["Inbox"]
+    copies = graph.get(f"/users/{uid}/mailFolders/{inner[0]['id']}/messages").json()["value"]
+    assert [_mime(graph, uid, m["id"]) for m in copies] == [mimes[changed["id"]]]
     root = {c["name"]: c for c in _children(graph, drive_id)}
     assert _sha(_download(graph, drive_id, root[removed["name"]]["id"])) == _sha(originals[removed["id"]])
     assert _sha(_download(graph, drive_id, edited["id"])) == _sha(new_content)  # left as it is now

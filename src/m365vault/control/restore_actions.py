@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Any
 
 from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
+from m365vault.control.enums import RestoreSessionType
 from m365vault.control.errors import InvalidRequest, NotFound
 from m365vault.control.explore import RestoreExplorer, SessionTree
 from m365vault.control.services import in_thread
@@ -338,9 +339,18 @@ class RestoreActions:
         picked = [p for p in self.pick(tree, selection, (EntryKind.DOCUMENT,)) if p.version.content_ref]
         if not picked:
             raise InvalidRequest("There is nothing to save: the selection holds no document.")
+        roots: dict[int, bool] = {}
+
+        def path(p: Picked) -> list[str]:
+            return (
+                p.path
+                if tree.type is not RestoreSessionType.Veod
+                else _drive_relative(tree, p.obj, p.path, roots)
+            )
+
         sources = [
             zipstream.DocumentSource(
-                "/".join([*p.path, p.version.metadata.name or p.version.external_id]),
+                "/".join([*path(p), p.version.metadata.name or p.version.external_id]),
                 self._x.content(p.obj).opener(p.version),
                 p.version.metadata.modified_at,
                 p.version.metadata.size,
