@@ -229,6 +229,11 @@ def test_backup_change_explore_restore_and_verify_through_graph(world: World) ->
     top_documents = world.get(R.format(sid=top) + f"/OneDrives/{uid}/Documents", parentId="null")["results"]
     assert {d["name"] for d in top_folders} == {c["name"] for c in root_before if "folder" in c}
     assert {d["name"] for d in top_documents} == {c["name"] for c in root_before if "file" in c}
+    assert all(d["_links"].get("parent") is None for d in top_folders + top_documents)
+    inside = world.get(R.format(sid=top) + f"/OneDrives/{uid}/Documents", parentId=top_folders[0]["id"])
+    assert inside["results"], top_folders[0]
+    parent_link = inside["results"][0]["_links"]["parent"]["href"]
+    assert world.get(parent_link)["name"] == top_folders[0]["name"]
     files_deleted = documents(world.explore(after, "veod", showDeleted=True))
     assert files_deleted[removed["id"]].get("isDeleted") is True
     versions_sid = world.explore(after, "veod", showAllVersions=True)
