@@ -116,7 +116,16 @@ class SessionTree:
     ) -> Listing[tuple[str, VersionInfo]]:
         if isinstance(parent, str):
             self.entry(obj, (EntryKind.FOLDER, EntryKind.LIST, EntryKind.LIBRARY), parent)
+        elif parent is None and self.type is RestoreSessionType.Veod:
+            parent = self.drive_root(obj)  # the top of a OneDrive is what lies directly in the drive
         return self.explorer.entries(obj, kind, offset, limit, parent)
+
+    def drive_root(self, obj: ObjectInfo) -> str | None:
+        """The id of the library entry the engine records for a OneDrive's drive itself (every
+        folder and document of the drive lies below it), or None when the drive's elements sit at
+        the object's root."""
+        found = next(iter(self.explorer.iter_current(obj, EntryKind.LIBRARY, None, page=1)), None)
+        return None if found is None else found.external_id
 
     def entry(self, obj: ObjectInfo, kinds: tuple[EntryKind, ...], wire_id: str) -> VersionInfo:
         found = self.explorer.entry(obj, kinds, wire_id)

@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Any
 
 from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
+from m365vault.control.enums import RestoreSessionType
 from m365vault.control.errors import InvalidRequest, NotFound
 from m365vault.control.explore import RestoreExplorer, SessionTree
 from m365vault.control.services import in_thread
@@ -338,9 +339,18 @@ class RestoreActions:
         picked = [p for p in self.pick(tree, selection, (EntryKind.DOCUMENT,)) if p.version.content_ref]
         if not picked:
             raise InvalidRequest("There is nothing to save: the selection holds no document.")
+        roots: dict[int, bool] = {}
+
+        def path(p: Picked) -> list[str]:
+            return (
+                p.path
+                if tree.type is not RestoreSessionType.Veod
+                else _drive_relative(tree, p.obj, p.path, roots)
+            )
+
         sources = [
             zipstream.DocumentSource(
-                "/".join([*p.path, p.version.metadata.name or p.version.external_id]),
+                "/".join([*path(p), p.version.metadata.name or p.version.external_id]),
                 self._x.content(p.obj).opener(p.version),
                 p.version.metadata.modified_at,
                 p.version.metadata.size,
@@ -381,6 +391,8 @@ class RestoreActions:
         sharepoint = tree.type.value == "Vesp"
         kinds = (EntryKind.DOCUMENT, EntryKind.ITEM) if sharepoint else (EntryKind.DOCUMENT,)
 
+        drive_roots: dict[int, bool] = {}
+
         def collect() -> tuple[list[tuple[Picked, FileSource]], list[tuple[Picked, str]]]:
             documents: list[tuple[Picked, FileSource]] = []
             items: list[tuple[Picked, str]] = []
@@ -389,7 +401,8 @@ class RestoreActions:
                     items.append((p, _list_of(tree, p)))
                     continue
                 history = self._history(tree, p) if request.options.all_versions else []
-                documents.append((p, FileSource(p.path, p.version, history)))
+                path = p.path if sharepoint else _drive_relative(tree, p.obj, p.path, drive_roots)
+                documents.append((p, FileSource(path, p.version, history)))
             return documents, items
 
         pairs, list_items = await in_thread(collect)
@@ -500,8 +513,13 @@ class RestoreActions:
 
     def _whole_drive(self, tree: SessionTree, wire_id: str, options: FileOptions) -> list[FileSource]:
         picked = self.pick(tree, Selection(object_id=wire_id), DOCUMENTS)
+        roots: dict[int, bool] = {}
         return [
-            FileSource(p.path, p.version, self._history(tree, p) if options.all_versions else [])
+            FileSource(
+                _drive_relative(tree, p.obj, p.path, roots),
+                p.version,
+                self._history(tree, p) if options.all_versions else [],
+            )
             for p in picked
         ]
 
@@ -632,6 +650,15 @@ def _library_of(p: Picked) -> str | None:
     extras = p.version.metadata.extras or {}
     value = extras.get("driveId") or extras.get("libraryId")
     return str(value) if value else None
+
+
+def _drive_relative(tree: SessionTree, obj: ObjectInfo, path: list[str], roots: dict[int, bool]) -> list[str]:
+    """A OneDrive path as the drive sees it. The engine records the drive itself as a library entry
+    at the object's root (every folder and document sits below it), so catalog paths start with the
+    drive's name, which is not a folder inside the drive. `roots` caches the answer per object."""
+    if obj.id not in roots:
+        roots[obj.id] = tree.drive_root(obj) is not None
+    return path[1:] if roots[obj.id] and path else path
 
 
 def _strip_library(source: FileSource) -> FileSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
@@ -49,7 +50,7 @@ from m365vault.api.v3.models import ERROR_RESPONSES
 from m365vault.api.wire import BadInput, empty_response, json_response
 from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
 from m365vault.control.enums import RestoreSessionType
-from m365vault.control.explore import RestoreExplorer
+from m365vault.control.explore import RestoreExplorer, SessionTree
 from m365vault.control.restore_actions import (
     DocumentRestoreRequest,
     OneDriveOutcome,
@@ -88,9 +89,20 @@ def _listing(
     explorer.viewed(tree, obj)
     listing = tree.entries(obj, entry, offset, limit, parent_filter(parent))
     t = TreeLinks(links, session_id)
-    return json_response(
-        explore_page(request, listing, [present(obj, w, v, t) for w, v in listing.items], offset, limit)
-    )
+    top = _drive_top(tree, obj, kind)
+    shown = [present(obj, w, top(v), t) for w, v in listing.items]
+    return json_response(explore_page(request, listing, shown, offset, limit))
+
+
+def _drive_top(
+    tree: SessionTree, obj: ObjectInfo, kind: RestoreSessionType
+) -> Callable[[VersionInfo], VersionInfo]:
+    """Elements directly in a OneDrive's drive are at the top of the tree: the library entry the
+    engine records for the drive itself is not a folder to link to as their parent."""
+    root = tree.drive_root(obj) if kind is VEOD else None
+    if root is None:
+        return lambda v: v
+    return lambda v: replace(v, parent_external_id=None) if v.parent_external_id == root else v
 
 
 def _element(
@@ -106,7 +118,7 @@ def _element(
 ) -> Response:
     tree = session_tree(explorer, principal, session_id, kind)
     obj = tree.object(object_id)
-    v = tree.entry(obj, kinds, element_id)
+    v = _drive_top(tree, obj, kind)(tree.entry(obj, kinds, element_id))
     return json_response(present(obj, element_id, v, TreeLinks(links, session_id)))
 
 
