@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import secrets
 import signal
 import uuid
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
@@ -41,6 +40,7 @@ from m365vault.db import migrate
 from m365vault.db.config_tables import BackupRepository, Proxy
 from m365vault.db.engine import make_engine, sqlite_url
 from m365vault.engine.adapters.connector import GraphTenantListing
+from m365vault.engine.local_time import load_time_zone
 from m365vault.engine.scheduler import Scheduler
 from m365vault.m365.errors import GraphError
 from m365vault.secretbox import open_secretbox
@@ -93,6 +93,7 @@ def build_control(config: ServerConfig, engine: Engine) -> Control:
         sessions=sessionmaker(engine, expire_on_commit=False),
         clock=config.clock,
         secrets=open_secretbox(config.data_dir),
+        time_zone=load_time_zone(config.product.timezone) if config.product else ZoneInfo("UTC"),
         tenant_verifier=config.ports.tenant_verifier,
         tenant_directory=config.ports.tenant_directory,
         backup_runner=config.ports.backup_runner,
@@ -241,7 +242,7 @@ class Product:
         self.settings = settings
         self.engine = engine
         self.clock = config.clock
-        self.tz = _timezone(settings.timezone)
+        self.tz = load_time_zone(settings.timezone)
         self.control: Control | None = None
         tls = GraphTls.from_env(settings.graph_ca_file, settings.graph_insecure or None)
         clients = GraphClients(tls)
@@ -343,20 +344,6 @@ def wire_product(config: ServerConfig, engine: Engine) -> Product:
     ports.backup_runner = ports.backup_runner or product.runner
     ports.repository_initialiser = ports.repository_initialiser or product.formatter
     return product
-
-
-def _timezone(name: str | None) -> ZoneInfo:
-    if name:
-        return ZoneInfo(name)
-    local = os.environ.get("TZ")
-    if local:
-        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo(local)
-    with contextlib.suppress(OSError, ZoneInfoNotFoundError, ValueError):
-        link = os.readlink("/etc/localtime")
-        if "zoneinfo/" in link:
-            return ZoneInfo(link.split("zoneinfo/", 1)[1])
-    return ZoneInfo("UTC")
 
 
 def _default_threads(sessions: sessionmaker[Session]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -138,7 +139,7 @@ class Jobs:
                     backup_type=spec.backup_type.value,
                     schedule_policy=policy,
                     is_enabled=True,
-                    next_run=next_run(policy, now),
+                    next_run=next_run(policy, now, self._s.time_zone),
                     created_at=now,
                 )
                 self._place(db, job, spec.repository_id, spec.proxy_id)
@@ -174,7 +175,11 @@ class Jobs:
                     job.schedule_policy = merge_policy(
                         job.schedule_policy, spec.schedule_policy, creating=False
                     )
-                    job.next_run = next_run(job.schedule_policy, self._s.clock()) if job.is_enabled else None
+                    job.next_run = (
+                        next_run(job.schedule_policy, self._s.clock(), self._s.time_zone)
+                        if job.is_enabled
+                        else None
+                    )
                 if spec.selected_items is not None:
                     db.execute(delete(JobItem).where(JobItem.job_id == job.id, JobItem.kind == SELECTED))
                     self._add_items(db, job.id, SELECTED, spec.selected_items)
@@ -246,7 +251,12 @@ class Jobs:
             job = _job(db, job_id)
             if job.is_enabled != enabled:
                 job.is_enabled = enabled
-                job.next_run = next_run(job.schedule_policy, self._s.clock()) if enabled else None
+                job.next_run = (
+                    next_run(job.schedule_policy, self._s.clock(), self._s.time_zone) if enabled else None
+                )
+
+    def _next_run(self, policy: dict[str, Any] | None) -> datetime | None:
+        return next_run(policy, self._s.clock(), self._s.time_zone)
 
     async def start(self, job_id: uuid.UUID) -> uuid.UUID:
         """Run the job now (allowed for disabled jobs too); returns the new session id."""

@@ -2,43 +2,22 @@
 
 A policy is stored as the v3 `schedulePolicy` document (already normalised: PascalCase enums,
 HH:mm:ss times), because that document is the domain's own description of a schedule.
-Times of day are UTC (the server has no other zone to assume).
+Times of day are read in the server's time zone (`Services.time_zone`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from m365vault.control.enums import DailyType, PeriodicallyEvery, ScheduleType
 from m365vault.control.errors import InvalidRequest
+from m365vault.engine import schedule
+from m365vault.engine.schedule_policy import SchedulePolicy
 
 WINDOW_CELLS = 7 * 24
-
-_DAYS = {  # Python weekday numbers (Monday=0) a daily type runs on
-    DailyType.Everyday: range(7),
-    DailyType.Workdays: range(5),
-    DailyType.Weekends: (5, 6),
-    DailyType.Monday: (0,),
-    DailyType.Tuesday: (1,),
-    DailyType.Wednesday: (2,),
-    DailyType.Thursday: (3,),
-    DailyType.Friday: (4,),
-    DailyType.Saturday: (5,),
-    DailyType.Sunday: (6,),
-}
-
-_PERIOD = {
-    PeriodicallyEvery.Minutes5: timedelta(minutes=5),
-    PeriodicallyEvery.Minutes10: timedelta(minutes=10),
-    PeriodicallyEvery.Minutes15: timedelta(minutes=15),
-    PeriodicallyEvery.Minutes30: timedelta(minutes=30),
-    PeriodicallyEvery.Hours1: timedelta(hours=1),
-    PeriodicallyEvery.Hours2: timedelta(hours=2),
-    PeriodicallyEvery.Hours4: timedelta(hours=4),
-    PeriodicallyEvery.Hours8: timedelta(hours=8),
-}
 
 
 @dataclass(frozen=True)
@@ -142,20 +121,10 @@ def _complete(policy: dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
-def next_run(policy: dict[str, Any] | None, after: datetime) -> datetime | None:
-    """The first scheduled start strictly after `after` (UTC), or None without a schedule."""
+def next_run(policy: dict[str, Any] | None, after: datetime, tz: ZoneInfo) -> datetime | None:
+    """The first scheduled start strictly after `after`, in UTC, with the policy's times of day read
+    in the server's time zone `tz`; None without a schedule. One implementation for the API and the
+    scheduler: `engine.schedule` (DST and backup window included)."""
     if not policy:
         return None
-    if policy.get("type") == ScheduleType.Periodically.value:
-        period = _PERIOD[PeriodicallyEvery(policy["periodicallyEvery"])]
-        midnight = after.replace(hour=0, minute=0, second=0, microsecond=0)
-        steps = (after - midnight) // period + 1
-        return midnight + steps * period
-    at = time.fromisoformat(policy.get("dailyTime", "15:00:00"))
-    days = _DAYS[DailyType(policy.get("dailyType", DailyType.Everyday.value))]
-    for offset in range(8):
-        day = (after + timedelta(days=offset)).date()
-        candidate = datetime.combine(day, at, tzinfo=after.tzinfo)
-        if candidate > after and candidate.weekday() in days:
-            return candidate
-    return None  # unreachable: every daily type has at least one weekday
+    return schedule.next_run(SchedulePolicy.from_v3(policy), after, tz)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +24,7 @@ class Services:
     sessions: sessionmaker[Session]
     clock: Clock
     secrets: SecretBox
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # schedules' times of day
     # Ports; None means "that part is not wired into this server" (see each use case).
     tenant_verifier: TenantVerifier | None = None
     tenant_directory: TenantDirectory | None = None
