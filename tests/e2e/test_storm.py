@@ -14,8 +14,11 @@ from tests.e2e.conftest import Product, _product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
 from tests.support.product import wait_new_session, wait_session_end
 
-pytestmark = pytest.mark.slow
 STATUS = re.compile(r'"HTTP/1\.1 (\d{3})')  # the server's log of each Graph request it made
+
+# The tests of this module build on each other in order over one product: keep them on one
+# xdist worker (make test runs -n 2 --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-test_storm")]
 
 
 @pytest.fixture(scope="module")
