@@ -13,6 +13,7 @@ import enum
 import hashlib
 import ssl
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -175,3 +176,46 @@ def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
     return verify
+
+
+class AppCredentials(Protocol):
+    """An organization's application credentials as the server keeps them, read by attribute
+    (`control.ports.TenantCredentials` fits; the layers above may not hand the connector their own
+    types). Exactly one of `application_secret` and `certificate_pfx` is set."""
+
+    @property
+    def organization_name(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def application_id(self) -> object: ...
+    @property
+    def application_secret(self) -> str | None: ...
+    @property
+    def certificate_pfx(self) -> bytes | None: ...
+    @property
+    def certificate_password(self) -> str | None: ...
+    @property
+    def graph_endpoint(self) -> str | None: ...
+    @property
+    def authority_endpoint(self) -> str | None: ...
+
+
+def settings_for(credentials: AppCredentials, verify: bool | str = True) -> TenantSettings:
+    """TenantSettings for an organization's stored credentials; ValueError if it has neither a
+    secret nor a certificate. `verify` is the TLS check towards Graph and the authority."""
+    if credentials.application_secret:
+        credential: ClientSecret | ClientCertificate = ClientSecret(credentials.application_secret)
+    elif credentials.certificate_pfx:
+        credential = ClientCertificate.from_pfx(credentials.certificate_pfx, credentials.certificate_password)
+    else:
+        raise ValueError("the organization has no application secret or certificate")
+    return TenantSettings(
+        tenant=credentials.organization_name,
+        client_id=str(credentials.application_id),
+        credential=credential,
+        region=Region.parse(credentials.region),
+        graph_endpoint=credentials.graph_endpoint,
+        authority_endpoint=credentials.authority_endpoint,
+        verify=verify,
+    )

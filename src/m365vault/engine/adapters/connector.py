@@ -9,19 +9,18 @@ file for a self-signed Graph (the emulator), or none (development only).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from m365vault.engine.ports import TenantGroup, TenantSite, TenantUser
 from m365vault.m365 import enumeration
 from m365vault.m365.client import GraphClient, segment
 from m365vault.m365.errors import GraphError, GraphNotFound
 from m365vault.m365.paging import Page, items
-from m365vault.m365.settings import ClientCertificate, ClientSecret, Region, TenantSettings
+from m365vault.m365.settings import AppCredentials, settings_for
 from m365vault.m365.tenant import verify_tenant
 from m365vault.m365.throttle import Scope
 
@@ -31,25 +30,7 @@ CA_FILE_ENV = "M365VAULT_GRAPH_CA_FILE"
 INSECURE_ENV = "M365VAULT_GRAPH_INSECURE"
 
 
-class Credentials(Protocol):
-    """control.ports.TenantCredentials, read by attribute (this layer may not import control)."""
-
-    @property
-    def organization_name(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def application_id(self) -> Any: ...
-    @property
-    def application_secret(self) -> str | None: ...
-    @property
-    def certificate_pfx(self) -> bytes | None: ...
-    @property
-    def certificate_password(self) -> str | None: ...
-    @property
-    def graph_endpoint(self) -> str | None: ...
-    @property
-    def authority_endpoint(self) -> str | None: ...
+Credentials = AppCredentials  # the name the engine adapters use
 
 
 @dataclass(frozen=True)
@@ -70,25 +51,6 @@ class GraphTls:
         if self.insecure:
             return False
         return self.ca_file or True
-
-
-def tenant_settings(creds: Credentials, tls: GraphTls) -> TenantSettings:
-    if creds.certificate_pfx:
-        pfx_b64 = base64.b64encode(creds.certificate_pfx).decode()
-        credential: ClientSecret | ClientCertificate = ClientCertificate.from_base64_pfx(
-            pfx_b64, creds.certificate_password
-        )
-    else:
-        credential = ClientSecret(creds.application_secret or "")
-    return TenantSettings(
-        tenant=creds.organization_name,
-        client_id=str(creds.application_id),
-        credential=credential,
-        region=Region.parse(creds.region),
-        graph_endpoint=creds.graph_endpoint,
-        authority_endpoint=creds.authority_endpoint,
-        verify=tls.verify,
-    )
 
 
 class GraphClients:
@@ -115,7 +77,7 @@ class GraphClients:
         async with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = GraphClient.for_tenant(tenant_settings(creds, self.tls))
+                client = GraphClient.for_tenant(settings_for(creds, self.tls.verify))
                 self._clients[key] = client
             return client
 
@@ -133,7 +95,7 @@ class GraphTenantVerifier:
 
     async def verify(self, credentials: Credentials) -> str | None:
         try:
-            settings = tenant_settings(credentials, self._tls)
+            settings = settings_for(credentials, self._tls.verify)
         except ValueError as exc:
             return str(exc)
         try:
