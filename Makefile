@@ -26,9 +26,11 @@ lint: venv
 
 # `make test` starts what the tests need (PostgreSQL if it is down; SeaweedFS is started by the
 # test session itself) and runs the whole suite. pytest's exit code 5 (no tests) is a failure.
+# --dist loadfile: a module's tests stay on one worker, in order (the e2e modules build on each
+# other's backups over one emulator and server).
 test: venv lint
 	bash .ci/services
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/pytest -x -q $(PYTEST_ARGS)

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from m365vault.catalog import CatalogReader
@@ -24,10 +23,6 @@ from tests.support.product import (
     wait_new_session,
     wait_session_end,
 )
-
-# The tests of this module build on each other in order over one product: keep them on one
-# xdist worker (make test runs -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("e2e-test_backup")
 
 
 def _time(value: str) -> datetime:

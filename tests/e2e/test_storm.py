@@ -16,9 +16,9 @@ from tests.support.product import wait_new_session, wait_session_end
 
 STATUS = re.compile(r'"HTTP/1\.1 (\d{3})')  # the server's log of each Graph request it made
 
-# The tests of this module build on each other in order over one product: keep them on one
-# xdist worker (make test runs -n 2 --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-test_storm")]
+# The tests of this module build on each other in order over one product (make test runs
+# --dist loadfile, so a module stays on one xdist worker).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
