@@ -16,6 +16,7 @@ from m365vault.db.catalog_tables import restore_points_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
 from tests.support.product import (
+    CLIENT_SECRET,
     M365VAULT,
     last_session,
     organization_body,
@@ -130,6 +131,10 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     latest = reader.restore_point_at(org_id, _time(incremental["endTime"]) + timedelta(days=365))
     assert latest is not None and latest >= _time(incremental["endTime"])
     assert not differences(state_incremental, catalog_state(product.db, latest))
+
+    # Files were downloaded through pre-authenticated URLs: neither they nor the app secret are logged.
+    log = product.server.process.log_path.read_text(errors="replace")
+    assert "/_download/" not in log and CLIENT_SECRET not in log
 
 
 def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(product: Product) -> None:

@@ -61,6 +61,10 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's full URL at INFO: Graph's pre-authenticated download URLs carry
+    # a bearer token in them, and a backup makes hundreds of thousands of requests.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
     if timezone is not None:
         try:
