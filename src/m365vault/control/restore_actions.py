@@ -615,6 +615,7 @@ class RestoreActions:
 
 
 NON_MIME_CLASSES = (
+    "ipm.post",  # a group mailbox thread: its content is the thread and posts as JSON
     "ipm.appointment",
     "ipm.contact",
     "ipm.distlist",
