@@ -9,10 +9,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, Row, func, select
 
 from m365vault.catalog import CatalogReader
-from m365vault.db.catalog_tables import restore_points_table
+from m365vault.db.catalog_tables import entries_table, restore_points_table, versions_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
 from tests.support.product import (
@@ -99,9 +99,12 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
                 "newFiles": 4,
                 "editedFiles": 3,
                 "deletedFiles": 2,
+                "newGroupPosts": 2,
+                "newGroupThreads": 1,
             },
         )
         assert r.status_code == 200, r.text
+        replied = {(p["group"], p["thread"]) for p in r.json()["newGroupPosts"]}
     time.sleep(0.01)
     assert product.action("start").status_code == 200
     wait_new_session(api, job["id"], full["id"])
@@ -115,6 +118,14 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     assert not differences(state_incremental, catalog_state(product.db, _time(incremental["endTime"])))
     # History stays: the catalog still shows the first point in time as the tenant was then.
     assert not differences(state_full, catalog_state(product.db, at_full))
+    # A group thread that got a reply has two versions: the one before it and the one with it.
+    for group_id, thread_id in replied:
+        assert thread_id in state_full[("mailbox", group_id)]
+        versions = thread_versions(product.db, thread_id)
+        assert len(versions) >= 2 and versions[0].gone_at is not None, versions
+        assert versions[0].first_seen <= at_full < versions[-1].first_seen
+        assert versions[-1].gone_at is None and versions[-1].item_class == "IPM.Post"
+        assert versions[-1].sender and versions[-1].subject and versions[-1].content_ref
 
     def points() -> int:
         with product.db.connect() as conn:
@@ -130,6 +141,18 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     latest = reader.restore_point_at(org_id, _time(incremental["endTime"]) + timedelta(days=365))
     assert latest is not None and latest >= _time(incremental["endTime"])
     assert not differences(state_incremental, catalog_state(product.db, latest))
+
+
+def thread_versions(db: Engine, thread_id: str) -> list[Row]:
+    v, e = versions_table, entries_table
+    with db.connect() as conn:
+        query = (
+            select(v.c.first_seen, v.c.gone_at, v.c.item_class, v.c.sender, v.c.subject, v.c.content_ref)
+            .join(e, e.c.id == v.c.entry_id)
+            .where(e.c.external_id == thread_id)
+            .order_by(v.c.first_seen)
+        )
+        return list(conn.execute(query).all())
 
 
 def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(product: Product) -> None:
