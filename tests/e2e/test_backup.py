@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from sqlalchemy import Engine, Row, func, select
@@ -126,6 +127,7 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
         assert versions[0].first_seen <= at_full < versions[-1].first_seen
         assert versions[-1].gone_at is None and versions[-1].item_class == "IPM.Post"
         assert versions[-1].sender and versions[-1].subject and versions[-1].content_ref
+    explore_group_thread(product, *sorted(replied)[0], at_full, _time(incremental["endTime"]))
 
     def points() -> int:
         with product.db.connect() as conn:
@@ -141,6 +143,35 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     latest = reader.restore_point_at(org_id, _time(incremental["endTime"]) + timedelta(days=365))
     assert latest is not None and latest >= _time(incremental["endTime"])
     assert not differences(state_incremental, catalog_state(product.db, latest))
+
+
+def explore_group_thread(
+    product: Product, group_id: str, thread_id: str, before: datetime, after: datetime
+) -> None:
+    """Vex shows the group mailbox, its Conversations folder and the thread as it was at each point;
+    the thread saves as a .eml whose digest holds one message per post."""
+    api, job = product.api, product.job
+    seen = []
+    for at in (before, after):
+        r = api.post(
+            f"/v3/Jobs/{job['id']}/Action", json={"explore": {"type": "vex", "datetime": at.isoformat()}}
+        )
+        assert r.status_code == 201, r.text
+        base = f"/v3/RestoreSessions/{r.json()['id']}/Organization/Mailboxes"
+        mailboxes = api.get(base, params={"limit": 1000}).json()["results"]
+        assert group_id in {m["id"] for m in mailboxes}
+        folders = api.get(f"{base}/{group_id}/Folders").json()["results"]
+        assert [f["name"] for f in folders] == ["Conversations"]
+        listed = api.get(f"{base}/{group_id}/Items", params={"folderId": folders[0]["id"]}).json()
+        assert thread_id in {i["id"] for i in listed["results"]}
+        item = api.get(f"{base}/{group_id}/Items/{thread_id}").json()
+        assert item["itemClass"] == "IPM.Post" and item["from"] and item["subject"]
+        saved = api.post(f"{base}/{group_id}/Items/{thread_id}/Action", json={"saveToEml": None})
+        assert saved.status_code == 200, saved.text
+        message = message_from_bytes(saved.content, policy=policy.default)
+        assert message["Subject"] == item["subject"] and message.get_content_type() == "multipart/digest"
+        seen.append((item["received"], len(list(message.iter_parts()))))
+    assert seen[0][0] < seen[1][0] and seen[0][1] < seen[1][1], seen  # the reply is only in the later one
 
 
 def thread_versions(db: Engine, thread_id: str) -> list[Row]:
