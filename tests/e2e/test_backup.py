@@ -106,6 +106,11 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
         )
         assert r.status_code == 200, r.text
         replied = {(p["group"], p["thread"]) for p in r.json()["newGroupPosts"]}
+    with product.emulator.graph() as graph:  # a deleted thread must be marked gone by the next run
+        group = graph.get("/groups").json()["value"][-1]["id"]
+        threads = graph.get(f"/groups/{group}/threads").json()["value"]
+        doomed = next(t["id"] for t in threads if (group, t["id"]) not in replied)
+        assert graph.delete(f"/groups/{group}/threads/{doomed}").status_code == 204
     time.sleep(0.01)
     assert product.action("start").status_code == 200
     wait_new_session(api, job["id"], full["id"])
@@ -119,6 +124,7 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     assert not differences(state_incremental, catalog_state(product.db, _time(incremental["endTime"])))
     # History stays: the catalog still shows the first point in time as the tenant was then.
     assert not differences(state_full, catalog_state(product.db, at_full))
+    assert doomed in state_full[("mailbox", group)] and doomed not in state_incremental[("mailbox", group)]
     # A group thread that got a reply has two versions: the one before it and the one with it.
     for group_id, thread_id in replied:
         assert thread_id in state_full[("mailbox", group_id)]
