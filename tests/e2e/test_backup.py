@@ -177,6 +177,10 @@ def explore_group_thread(
         message = message_from_bytes(saved.content, policy=policy.default)
         assert message["Subject"] == item["subject"] and message.get_content_type() == "multipart/digest"
         seen.append((item["received"], len(list(message.iter_parts()))))
+        refused = api.post(
+            f"{base}/{group_id}/Items/{thread_id}/Action", json={"restoretoOriginallocation": None}
+        )
+        assert refused.status_code == 400 and "saveToEml" in refused.json()["message"], refused.text
     assert seen[0][0] < seen[1][0] and seen[0][1] < seen[1][1], seen  # the reply is only in the later one
 
 

@@ -240,6 +240,11 @@ class RestoreActions:
         self, tree: SessionTree, selection: Selection, request: MailRestoreRequest, title: str
     ) -> RestoreStats:
         picked = await in_thread(lambda: self.pick(tree, selection, (EntryKind.ITEM,)))
+        if any(is_group_thread(p.version.metadata.item_class) for p in picked):
+            raise InvalidRequest(
+                "Group mailbox conversations cannot be restored to a mailbox; "
+                "use saveToEml, savetoMsg or exportToMbox instead."
+            )
         credentials = await in_thread(lambda: self._x.credentials(tree))
 
         async def work() -> RestoreStats:
