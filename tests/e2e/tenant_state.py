@@ -48,6 +48,10 @@ def tenant_state(graph: httpx.Client) -> State:
         if drive.status_code == 200:
             items = _walk(graph, f"/drives/{drive.json()['id']}/root/delta")
             state[("onedrive", uid)] = {i["id"] for i in items if "root" not in i and "deleted" not in i}
+    for group in _walk(graph, "/groups", {"$select": "id,groupTypes"}):
+        if "Unified" in group.get("groupTypes", []):  # a group mailbox: its threads are its items
+            threads = _walk(graph, f"/groups/{group['id']}/threads", {"$select": "id"})
+            state[("mailbox", group["id"])] = {t["id"] for t in threads}
     return state
 
 
@@ -79,7 +83,7 @@ def catalog_state(engine: Engine, at: datetime) -> State:
         key = (row.kind, row.owner)
         state.setdefault(key, set())
         if row.kind == "mailbox":
-            if row.entry_kind == "item" and containers.get(row.parent_id) == "mailFolder":
+            if row.entry_kind == "item" and containers.get(row.parent_id) in ("mailFolder", "conversations"):
                 state[key].add(row.external_id)
         elif row.entry_kind in ("document", "folder") and "collectionKind" not in (row.extras or {}):
             state[key].add(row.external_id)

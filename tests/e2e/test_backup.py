@@ -7,12 +7,13 @@ from __future__ import annotations
 import subprocess
 import time
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, Row, func, select
 
 from m365vault.catalog import CatalogReader
-from m365vault.db.catalog_tables import restore_points_table
+from m365vault.db.catalog_tables import entries_table, restore_points_table, versions_table
 from tests.e2e.conftest import Product
 from tests.e2e.tenant_state import catalog_state, differences, tenant_state
 from tests.support.product import (
@@ -100,9 +101,17 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
                 "newFiles": 4,
                 "editedFiles": 3,
                 "deletedFiles": 2,
+                "newGroupPosts": 2,
+                "newGroupThreads": 1,
             },
         )
         assert r.status_code == 200, r.text
+        replied = {(p["group"], p["thread"]) for p in r.json()["newGroupPosts"]}
+    with product.emulator.graph() as graph:  # a deleted thread must be marked gone by the next run
+        group = graph.get("/groups").json()["value"][-1]["id"]
+        threads = graph.get(f"/groups/{group}/threads").json()["value"]
+        doomed = next(t["id"] for t in threads if (group, t["id"]) not in replied)
+        assert graph.delete(f"/groups/{group}/threads/{doomed}").status_code == 204
     time.sleep(0.01)
     assert product.action("start").status_code == 200
     wait_new_session(api, job["id"], full["id"])
@@ -116,6 +125,16 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     assert not differences(state_incremental, catalog_state(product.db, _time(incremental["endTime"])))
     # History stays: the catalog still shows the first point in time as the tenant was then.
     assert not differences(state_full, catalog_state(product.db, at_full))
+    assert doomed in state_full[("mailbox", group)] and doomed not in state_incremental[("mailbox", group)]
+    # A group thread that got a reply has two versions: the one before it and the one with it.
+    for group_id, thread_id in replied:
+        assert thread_id in state_full[("mailbox", group_id)]
+        versions = thread_versions(product.db, thread_id)
+        assert len(versions) >= 2 and versions[0].gone_at is not None, versions
+        assert versions[0].first_seen <= at_full < versions[-1].first_seen
+        assert versions[-1].gone_at is None and versions[-1].item_class == "IPM.Post"
+        assert versions[-1].sender and versions[-1].subject and versions[-1].content_ref
+    explore_group_thread(product, *sorted(replied)[0], at_full, _time(incremental["endTime"]))
 
     def points() -> int:
         with product.db.connect() as conn:
@@ -135,6 +154,51 @@ def test_full_then_incremental_backup_matches_the_tenant_at_each_point(product: 
     # Files were downloaded through pre-authenticated URLs: neither they nor the app secret are logged.
     log = product.server.process.log_path.read_text(errors="replace")
     assert "/_download/" not in log and CLIENT_SECRET not in log
+
+
+def explore_group_thread(
+    product: Product, group_id: str, thread_id: str, before: datetime, after: datetime
+) -> None:
+    """Vex shows the group mailbox, its Conversations folder and the thread as it was at each point;
+    the thread saves as a .eml whose digest holds one message per post."""
+    api, job = product.api, product.job
+    seen = []
+    for at in (before, after):
+        r = api.post(
+            f"/v3/Jobs/{job['id']}/Action", json={"explore": {"type": "vex", "datetime": at.isoformat()}}
+        )
+        assert r.status_code == 201, r.text
+        base = f"/v3/RestoreSessions/{r.json()['id']}/Organization/Mailboxes"
+        mailboxes = api.get(base, params={"limit": 1000}).json()["results"]
+        assert group_id in {m["id"] for m in mailboxes}
+        folders = api.get(f"{base}/{group_id}/Folders").json()["results"]
+        assert [f["name"] for f in folders] == ["Conversations"]
+        listed = api.get(f"{base}/{group_id}/Items", params={"folderId": folders[0]["id"]}).json()
+        assert thread_id in {i["id"] for i in listed["results"]}
+        item = api.get(f"{base}/{group_id}/Items/{thread_id}").json()
+        assert item["itemClass"] == "IPM.Post" and item["from"] and item["subject"]
+        saved = api.post(f"{base}/{group_id}/Items/{thread_id}/Action", json={"saveToEml": None})
+        assert saved.status_code == 200, saved.text
+        message = message_from_bytes(saved.content, policy=policy.default)
+        assert message["Subject"] == item["subject"] and message.get_content_type() == "multipart/digest"
+        seen.append((item["received"], len(list(message.iter_parts()))))
+        refused = api.post(
+            f"{base}/{group_id}/Items/{thread_id}/Action", json={"restoretoOriginallocation": None}
+        )
+        assert refused.status_code == 400 and "saveToEml" in refused.json()["message"], refused.text
+    assert seen[0][0] < seen[1][0] and seen[0][1] < seen[1][1], seen  # the reply is only in the later one
+
+
+def thread_versions(db: Engine, thread_id: str) -> list[Row]:
+    v, e = versions_table, entries_table
+    with db.connect() as conn:
+        query = (
+            select(v.c.first_seen, v.c.gone_at, v.c.item_class, v.c.sender, v.c.subject, v.c.content_ref)
+            .join(e, e.c.id == v.c.entry_id)
+            .where(e.c.external_id == thread_id)
+            .order_by(v.c.first_seen)
+        )
+        return list(conn.execute(query).all())
 
 
 def test_start_while_running_is_refused_and_stop_ends_the_run_within_seconds(product: Product) -> None:

@@ -60,6 +60,8 @@ def test_activity_is_deterministic_and_shows_in_delta(
             "newFiles": 3,
             "editedFiles": 2,
             "deletedFiles": 1,
+            "newGroupPosts": 1,
+            "newGroupThreads": 1,
         }
         bad = own.admin("POST", "activity", {**spec, "newMessages": -1})
         assert bad.status_code == 400

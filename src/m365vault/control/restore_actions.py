@@ -18,8 +18,9 @@ from m365vault.control.settings import Settings
 from m365vault.m365 import GraphError, GraphNotFound, enumeration
 from m365vault.restore import mailer, site_targets
 from m365vault.restore.errors import InvalidMailSettings, RestoreOutputError
-from m365vault.restore.formats import eml, mbox, msg, zipstream
-from m365vault.restore.formats.download import Download, MailItem
+from m365vault.restore.formats import eml, group_thread, mbox, msg, zipstream
+from m365vault.restore.formats.download import Download, MailItem, Opener
+from m365vault.restore.formats.group_thread import is_group_thread
 from m365vault.restore.list_items import ListItemRestorer, ListOptions, ListTarget
 from m365vault.restore.outlook_items import OutlookItemRestorer, OutlookSource, restorable_kind
 from m365vault.restore.writeback import (
@@ -145,11 +146,20 @@ class RestoreActions:
         return list(self.iter_mail(tree, selection))
 
     def iter_mail(self, tree: SessionTree, selection: Selection) -> Iterator[Picked]:
+        """Messages and group mailbox threads (output as MIME built from their posts)."""
         return (
             p
             for p in self.iter_pick(tree, selection, (EntryKind.ITEM,))
-            if p.version.content_ref and is_message(p.version.metadata.item_class)
+            if p.version.content_ref
+            and (is_message(p.version.metadata.item_class) or is_group_thread(p.version.metadata.item_class))
         )
+
+    def _mime(self, p: Picked) -> Opener:
+        """An opener of the item's MIME: as backed up, or built from a group thread's JSON."""
+        raw = self._x.content(p.obj).opener(p.version)
+        if is_group_thread(p.version.metadata.item_class):
+            return lambda: group_thread.thread_mime(raw())
+        return raw
 
     async def save_mail(self, tree: SessionTree, selection: Selection, fmt: str, title: str) -> Download:
         """mbox, or a ZIP of .eml / .msg (one .eml alone for one chosen item). The selection is
@@ -171,16 +181,14 @@ class RestoreActions:
 
         def item(p: Picked) -> MailItem:
             meta = p.version.metadata
-            return MailItem(meta.subject, self._x.content(p.obj).opener(p.version), meta.received_at)
+            return MailItem(meta.subject, self._mime(p), meta.received_at)
 
         if fmt == "mbox":
 
             async def messages() -> AsyncIterator[mbox.MboxMessage]:
                 async for p in picked():
                     meta = p.version.metadata
-                    yield mbox.MboxMessage(
-                        self._x.content(p.obj).opener(p.version), meta.sender, meta.received_at
-                    )
+                    yield mbox.MboxMessage(self._mime(p), meta.sender, meta.received_at)
 
             return self._x.download(tree, "Export", title, mbox.export_to_mbox(messages(), name))
 
@@ -191,7 +199,9 @@ class RestoreActions:
         if fmt == "eml":
             if len(head) == 1 and selection.ids is not None:
                 one = item(head[0])
-                out = eml.save_to_eml(one.subject, one.open(), head[0].version.metadata.size)
+                meta = head[0].version.metadata
+                size = None if is_group_thread(meta.item_class) else meta.size  # built, not stored
+                out = eml.save_to_eml(one.subject, one.open(), size)
             else:
                 out = eml.save_many_to_eml(items(), archive_name=name + ".zip")
             return self._x.download(tree, "Save", title, out)
@@ -214,7 +224,7 @@ class RestoreActions:
             try:
                 return await msg.save_to_msg(
                     p.version.metadata.subject,
-                    self._x.content(p.obj).opener(p.version),
+                    self._mime(p),
                     received=p.version.metadata.received_at,
                 )
             except RestoreOutputError as err:
@@ -230,6 +240,11 @@ class RestoreActions:
         self, tree: SessionTree, selection: Selection, request: MailRestoreRequest, title: str
     ) -> RestoreStats:
         picked = await in_thread(lambda: self.pick(tree, selection, (EntryKind.ITEM,)))
+        if any(is_group_thread(p.version.metadata.item_class) for p in picked):
+            raise InvalidRequest(
+                "Group mailbox conversations cannot be restored to a mailbox; "
+                "use saveToEml, savetoMsg or exportToMbox instead."
+            )
         credentials = await in_thread(lambda: self._x.credentials(tree))
 
         async def work() -> RestoreStats:
@@ -284,10 +299,7 @@ class RestoreActions:
             if len(addresses) != 1 or None in addresses:
                 raise InvalidRequest("sendtoDefaultAddress needs items of one mailbox with a known address.")
             to = str(next(iter(addresses)))
-        attachments = [
-            mailer.mail_item_attachment(p.version.metadata.subject, self._x.content(p.obj).opener(p.version))
-            for p in picked
-        ]
+        attachments = [mailer.mail_item_attachment(p.version.metadata.subject, self._mime(p)) for p in picked]
         subject = request.subject or f"Restored items ({len(picked)})"
         text = request.text or "The items restored from backup are attached to this message."
         return await self._send(tree, title, settings, to, request.sender, subject, text, attachments)
@@ -615,6 +627,7 @@ class RestoreActions:
 
 
 NON_MIME_CLASSES = (
+    "ipm.post",  # a group mailbox thread: its content is the thread and posts as JSON
     "ipm.appointment",
     "ipm.contact",
     "ipm.distlist",

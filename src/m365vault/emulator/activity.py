@@ -23,6 +23,8 @@ KEYS = (
     "newFiles",
     "editedFiles",
     "deletedFiles",
+    "newGroupPosts",
+    "newGroupThreads",
 )
 MAX_ACTIONS = 10_000
 
@@ -105,7 +107,35 @@ class Activity:
                 done = self._file_action(rng, drives, key, seed, n)
                 if done:
                     out[key].append(done)
+        self._group_activity(rng, counts, out)
         return out
+
+    def _post(self, rng: random.Random) -> dict[str, Any]:
+        sender = rng.choice([u for u in self.w.tenant.users if u.has_mailbox])
+        return {
+            "body": {"contentType": "html", "content": f"<p>{generate.sentence(rng, 25).capitalize()}.</p>"},
+            "from": {"emailAddress": {"name": sender.display_name, "address": sender.mail or sender.upn}},
+        }
+
+    def _group_activity(self, rng: random.Random, counts: dict[str, int], out: dict[str, Any]) -> None:
+        """Replies to existing group threads, then new threads (each one post), in random groups."""
+        groups = self.w.tenant.groups
+        for _ in range(counts["newGroupPosts"]):
+            group = rng.choice(groups)
+            listing = self._call("GET", f"groups/{group.id}/threads")
+            threads = listing.body.get("value", []) if isinstance(listing.body, dict) else []
+            if not threads:
+                continue
+            thread = rng.choice(threads)["id"]
+            self._call("POST", f"groups/{group.id}/threads/{thread}/reply", {"post": self._post(rng)})
+            out["newGroupPosts"].append({"group": group.id, "thread": thread})
+        for _ in range(counts["newGroupThreads"]):
+            group = rng.choice(groups)
+            topic = generate.sentence(rng, 4).capitalize()
+            resp = self._call(
+                "POST", f"groups/{group.id}/threads", {"topic": topic, "posts": [self._post(rng)]}
+            )
+            out["newGroupThreads"].append({"group": group.id, "thread": _id(resp)})
 
     def _message(self, rng: random.Random, user: User) -> dict[str, Any]:
         sender = rng.choice(self.w.tenant.users)

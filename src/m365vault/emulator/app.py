@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from m365vault.emulator import activity, auth, batch, directory, files, mail, pim, sites
+from m365vault.emulator import activity, auth, batch, conversations, directory, files, mail, pim, sites
 from m365vault.emulator.clock import iso
 from m365vault.emulator.errors import GraphError
 from m365vault.emulator.http import Req, Resp, Router, normalise
@@ -47,6 +47,7 @@ class Emulator:
         files.register(self.router, world, self.files)
         sites.register(self.router, world, self.files, self.lists)
         pim.register(self.router, world)
+        conversations.register(self.router, world, conversations.Conversations(world))
         self._register_drive_lists()
 
     def _register_drive_lists(self) -> None:

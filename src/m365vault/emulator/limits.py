@@ -56,6 +56,8 @@ class Limiter:
         if len(segs) >= 3 and segs[0] == "users" and segs[2] in MAILBOX_SEGMENTS:
             user = self.w.tenant.user(req.path.strip("/").split("/")[1])
             return "mailbox", user.id if user else segs[1]
+        if len(segs) >= 3 and segs[0] == "groups" and segs[2] in ("threads", "conversations"):
+            return "mailbox", segs[1]  # a group mailbox is an Exchange mailbox with the same limits
         if segs[0] in ("drives", "sites") or (len(segs) >= 3 and segs[2] in ("drive", "drives")):
             return "sharepoint", None
         return "other", None

@@ -91,6 +91,7 @@ class ScaleSpec:
     events: int
     contacts: int
     big_file_share: float  # share of files over 10 MB
+    threads_per_group: int  # group mailbox conversations (one thread each), on average
 
 
 SCALES = {
@@ -103,6 +104,7 @@ SCALES = {
         events=6,
         contacts=5,
         big_file_share=0.0,
+        threads_per_group=3,
     ),
     "medium": ScaleSpec(
         users=40,
@@ -113,6 +115,7 @@ SCALES = {
         events=40,
         contacts=40,
         big_file_share=0.01,
+        threads_per_group=8,
     ),
     "large": ScaleSpec(
         users=200,
@@ -123,6 +126,7 @@ SCALES = {
         events=150,
         contacts=120,
         big_file_share=0.02,
+        threads_per_group=20,
     ),
 }
 

@@ -65,6 +65,12 @@ def message_mime(
     return _whole_stream(client, path, Scope.mailbox(user_id), chunk_size, IMMUTABLE_IDS)
 
 
+def thread_posts(client: GraphClient, group_id: str, thread_id: str) -> AsyncIterator[dict[str, Any]]:
+    """The posts of one group thread, oldest first (bodies included; attachments are not expanded)."""
+    path = f"/groups/{segment(group_id)}/threads/{segment(thread_id)}/posts"
+    return items(client, path, scope=Scope.mailbox(group_id))
+
+
 async def get_message(
     client: GraphClient, user_id: str, message_id: str, *, select: str | None = None
 ) -> dict[str, Any]:

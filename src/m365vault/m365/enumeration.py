@@ -29,6 +29,9 @@ GROUP_FIELDS = "id,displayName,mail,mailEnabled,securityEnabled,groupTypes,visib
 SITE_FIELDS = "id,name,displayName,webUrl,siteCollection,root,createdDateTime,lastModifiedDateTime"
 DRIVE_FIELDS = "id,name,driveType,webUrl,owner,quota,createdDateTime,lastModifiedDateTime"
 LIST_FIELDS = "id,name,displayName,list,system,createdDateTime,lastModifiedDateTime,webUrl"
+THREAD_FIELDS = (
+    "id,topic,lastDeliveredDateTime,uniqueSenders,toRecipients,ccRecipients,hasAttachments,preview,isLocked"
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,28 @@ def list_groups(
     if unified_only:
         params["$filter"] = "groupTypes/any(c:c eq 'Unified')"
     return pages(client, "/groups", scope=Scope.directory(), params=params)
+
+
+def is_unified(group: dict[str, Any]) -> bool:
+    """A Microsoft 365 group: it has a mailbox (conversations) and a team site."""
+    return "Unified" in (group.get("groupTypes") or []) and group.get("mailEnabled") is not False
+
+
+def list_group_threads(
+    client: GraphClient, group_id: str, *, select: str = THREAD_FIELDS, page_size: int = 50
+) -> AsyncIterator[Page]:
+    """Pages of a group mailbox's threads (every conversation's), newest delivery first.
+
+    There is no delta for conversations: callers list every thread each time and use
+    `lastDeliveredDateTime` (which moves with each new post) to find new and changed ones. A group
+    mailbox is an Exchange mailbox, so its requests go through its own mailbox lane.
+    """
+    return pages(
+        client,
+        f"/groups/{segment(group_id)}/threads",
+        scope=Scope.mailbox(group_id),
+        params={"$select": select, "$top": str(page_size)},
+    )
 
 
 async def get_group_drive(client: GraphClient, group_id: str) -> dict[str, Any] | None:

@@ -125,7 +125,7 @@ def is_excluded(path: list[str], parent: str | None, excluded: dict[str, str]) -
 def _is_message(item_class: str | None) -> bool:
     cls = (item_class or "IPM.Note").casefold()
     return not cls.startswith(
-        ("ipm.appointment", "ipm.contact", "ipm.distlist", "ipm.task", "ipm.stickynote")
+        ("ipm.appointment", "ipm.contact", "ipm.distlist", "ipm.task", "ipm.stickynote", "ipm.post")
     )
 
 

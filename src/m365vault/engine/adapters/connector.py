@@ -198,9 +198,12 @@ class GraphTenantListing:
 class GraphPlanningDirectory:
     """engine.ports.TenantDirectory for one organization (the planner's view of the tenant).
 
-    Choices: group mailboxes and archive mailboxes are not readable through Graph v1.0 with
-    application permissions, so groups report no mailbox and users no archive; personal sites are
-    covered through each user's OneDrive (their document library), so no personal site is planned.
+    Choices: a Microsoft 365 (Unified, mail-enabled) group has a mailbox, read as conversations
+    (Group-Conversation.Read.All); this is decided from the group's own properties, with no request
+    per group, and a group whose conversations cannot be read fails at backup time with Graph's reason.
+    Archive mailboxes are not readable through Graph v1.0 with application permissions, so users
+    report no archive; personal sites are covered through each user's OneDrive (their document
+    library), so no personal site is planned.
     """
 
     def __init__(self, client: GraphClient, *, exchange: bool = True, sharepoint: bool = True) -> None:
@@ -232,13 +235,14 @@ class GraphPlanningDirectory:
 
     async def _group(self, raw: dict[str, Any]) -> TenantGroup:
         site_id = None
-        if self._sharepoint and "Unified" in (raw.get("groupTypes") or []):
+        unified = enumeration.is_unified(raw)
+        if self._sharepoint and unified:
             site = await enumeration.get_group_site(self._client, str(raw["id"]))
             site_id = str(site["id"]) if site else None
         return TenantGroup(
             id=str(raw["id"]),
             name=str(raw.get("mail") or raw.get("displayName") or raw["id"]),
-            has_mailbox=False,
+            has_mailbox=unified and self._exchange,
             site_id=site_id,
         )
 

@@ -3,6 +3,7 @@
 Collections per object:
 - mailbox: every mail folder (messages as MIME), the primary calendar and every contact folder
   (events and contacts as their Graph JSON, which is what restore writes back);
+- group mailbox: one "Conversations" collection, listed whole every run (see group_mailbox.py);
 - OneDrive: the user's drive; site: every document library (drives) and every non-library list
   (list items with their fields, as JSON).
 
@@ -23,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from m365vault.clock import Clock
+from m365vault.engine.adapters.group_mailbox import CONVERSATIONS, GroupConversations
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -73,11 +75,14 @@ class GraphChangeSource:
         self._clock = clock
         self._raw: dict[str, bytes] = {}  # item id -> JSON of the page in progress
         self._drive_roots: dict[str, str] = {}
+        self._groups = GroupConversations(client)
 
     # ------------------------------------------------------------ collections
 
     async def collections(self, obj: BackupObject) -> Sequence[CollectionRef]:
-        if obj.kind in (ObjectKind.MAILBOX, ObjectKind.ARCHIVE_MAILBOX, ObjectKind.GROUP_MAILBOX):
+        if obj.kind is ObjectKind.GROUP_MAILBOX:
+            return self._groups.collections()
+        if obj.kind in (ObjectKind.MAILBOX, ObjectKind.ARCHIVE_MAILBOX):
             return await self._mailbox(obj.id)
         if obj.kind is ObjectKind.ONEDRIVE:
             drive = await enumeration.get_user_drive(self._client, obj.id)
@@ -145,6 +150,10 @@ class GraphChangeSource:
     async def changes(
         self, obj: BackupObject, collection: CollectionRef, token: str | None
     ) -> AsyncIterator[ChangePage]:
+        if collection.kind == CONVERSATIONS:
+            async for listed in self._groups.changes(obj):
+                yield listed
+            return
         pages = self._pages(obj, collection, token)
         async for page in pages:
             self._raw.clear()
@@ -245,6 +254,10 @@ class GraphChangeSource:
     async def content(
         self, obj: BackupObject, collection: CollectionRef, change: ItemChange
     ) -> AsyncIterator[bytes]:
+        if collection.kind == CONVERSATIONS:
+            async for piece in self._groups.content(obj, change):
+                yield piece
+            return
         if collection.kind in (CALENDAR, CONTACT_FOLDER, LIST):
             raw = self._raw.get(change.item_id)
             if raw is None:

@@ -1,0 +1,79 @@
+"""Group mailboxes through the connector, against the emulator over real HTTPS: threads paged by
+next links, posts of a thread, classified errors, and listings that survive injected faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from m365vault.m365 import GraphClient, GraphNotFound
+from m365vault.m365.content import thread_posts
+from m365vault.m365.enumeration import is_unified, list_group_threads, list_groups
+from tests.m365.conftest import Emulator
+
+
+def connect(emu: Emulator) -> GraphClient:
+    return GraphClient.for_tenant(emu.settings())
+
+
+async def first_group(client: GraphClient) -> dict:
+    async for page in list_groups(client):
+        return page.items[0]
+    raise AssertionError("the tenant has no group")
+
+
+async def threads_of(client: GraphClient, group_id: str, page_size: int = 50) -> tuple[list[dict], int]:
+    found: list[dict] = []
+    pages = 0
+    async for page in list_group_threads(client, group_id, page_size=page_size):
+        pages += 1
+        found.extend(page.items)
+    return found, pages
+
+
+async def test_threads_and_posts_of_every_unified_group(emu: Emulator) -> None:
+    async with connect(emu) as client:
+        groups = [g async for page in list_groups(client) for g in page.items]
+        assert groups and all(is_unified(g) for g in groups)
+        for group in groups:
+            whole, pages = await threads_of(client, group["id"])
+            assert whole and pages == 1
+            paged, pages = await threads_of(client, group["id"], page_size=1)
+            assert pages == len(whole) and paged == whole
+            for thread in whole:
+                assert thread["topic"] and thread["lastDeliveredDateTime"]
+                posts = [p async for p in thread_posts(client, group["id"], thread["id"])]
+                assert posts and posts[-1]["receivedDateTime"] == thread["lastDeliveredDateTime"]
+
+
+def test_is_unified_needs_the_unified_type_and_mail() -> None:
+    assert is_unified({"groupTypes": ["Unified"], "mailEnabled": True})
+    assert is_unified({"groupTypes": ["Unified", "DynamicMembership"]})
+    assert not is_unified({"groupTypes": [], "mailEnabled": True, "securityEnabled": True})
+    assert not is_unified({"groupTypes": ["Unified"], "mailEnabled": False})
+
+
+async def test_unknown_group_or_thread_is_not_found(emu: Emulator) -> None:
+    async with connect(emu) as client:
+        with pytest.raises(GraphNotFound):
+            await threads_of(client, "00000000-0000-4000-8000-000000000000")
+        group = await first_group(client)
+        with pytest.raises(GraphNotFound):
+            [p async for p in thread_posts(client, group["id"], "AAQkAAAA")]
+
+
+async def test_a_new_post_moves_the_thread_and_faults_lose_nothing(emu: Emulator) -> None:
+    async with connect(emu) as client:
+        group = await first_group(client)
+        before = {t["id"]: t for t in (await threads_of(client, group["id"]))[0]}
+        done = emu.admin("POST", "activity", {"seed": 5, "newGroupPosts": 3, "newGroupThreads": 2})
+        emu.admin("POST", "config", {"faultRate": 0.3})
+        after = {}
+        for g in {r["group"] for r in done["newGroupPosts"] + done["newGroupThreads"]} | {group["id"]}:
+            after.update({t["id"]: t for t in (await threads_of(client, g, page_size=1))[0]})
+        for reply in done["newGroupPosts"]:
+            assert after[reply["thread"]]["lastDeliveredDateTime"] > before.get(reply["thread"], {}).get(
+                "lastDeliveredDateTime", ""
+            )
+            posts = [p async for p in thread_posts(client, reply["group"], reply["thread"])]
+            assert posts[-1]["receivedDateTime"] == after[reply["thread"]]["lastDeliveredDateTime"]
+        assert all(created["thread"] in after for created in done["newGroupThreads"])
