@@ -156,6 +156,7 @@ veod = ExploreTree(
 veod.object_page("/OneDrives", onedrive, name="onedrives", summary="Backed-up OneDrives (page object)")
 
 
+# Registered between the page of OneDrives and one OneDrive: the OpenAPI document keeps its order.
 @router.post(
     P + "/OneDrives/Action",
     tags=["Explore: OneDrive"],
