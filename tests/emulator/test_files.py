@@ -67,6 +67,10 @@ def test_content_redirects_to_download_url_with_ranges(graph: httpx.Client, site
         whole = anon.get(url)
         assert whole.status_code == 200 and len(whole.content) == big["size"]
         assert whole.headers["Accept-Ranges"] == "bytes"
+        held = anon.get(url, headers={"Range": "bytes=10-", "If-Range": whole.headers["ETag"]})
+        assert held.status_code == 206 and held.content == whole.content[10:]
+        stale = anon.get(url, headers={"Range": "bytes=10-", "If-Range": '"another-version"'})
+        assert stale.status_code == 200 and stale.content == whole.content  # the whole file, not a range
     assert quick_xor_hash(whole.content) == big["file"]["hashes"]["quickXorHash"]
     item = graph.get(f"/drives/{site_drive['id']}/items/{big['id']}").json()
     assert item["@microsoft.graph.downloadUrl"].startswith("http://127.0.0.1")

@@ -85,7 +85,9 @@ def redirect_to(url: str) -> httpx.Response:
     return httpx.Response(302, headers={"Location": url})
 
 
-def ranged_file(size: int, *, drop_at: set[int] | None = None, honour_range: bool = True):
+def ranged_file(
+    size: int, *, drop_at: set[int] | None = None, honour_range: bool = True, etag: str | None = None
+):
     """A download host serving `size` pattern bytes; drops the connection once at each offset in drop_at."""
     drops = set(drop_at or ())
 
@@ -110,7 +112,11 @@ def ranged_file(size: int, *, drop_at: set[int] | None = None, honour_range: boo
                 yield pattern_bytes(pos, len(chunk))
                 pos += len(chunk)
 
-        headers = {"Content-Length": str(size - start), "Accept-Ranges": "bytes"}
+        headers = {
+            "Content-Length": str(size - start),
+            "Accept-Ranges": "bytes",
+            **({"ETag": etag} if etag else {}),
+        }
         if start:
             headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
             return httpx.Response(206, headers=headers, content=shifted())
@@ -133,11 +139,12 @@ async def test_download_follows_302_without_the_token_and_resumes_with_range() -
     assert router.sent("GET", r"/content$")[0].headers["Authorization"] == "Bearer token-1"
 
 
-async def test_download_from_a_server_that_ignores_range() -> None:
+@pytest.mark.parametrize("etag", [None, '"{A},1"'])
+async def test_download_from_a_server_that_ignores_range(etag: str | None) -> None:
     size = 700_000
     router = Router()
     router.on("GET", r"/content$", redirect_to(DOWNLOAD))
-    router.on("GET", r"download\.aspx", ranged_file(size, drop_at={300_000}, honour_range=False))
+    router.on("GET", r"download\.aspx", ranged_file(size, drop_at={300_000}, honour_range=False, etag=etag))
     client, _, _ = make_client(router)
     async with client:
         data = await drain(download_file(client, "d1", "i1", chunk_size=65536))
@@ -226,3 +233,27 @@ async def test_a_resume_that_announces_another_size_is_not_spliced() -> None:
     async with client:
         with pytest.raises(GraphStreamInterrupted, match="size changed"):
             await drain(download_file(client, "d1", "i1"))
+
+
+async def test_a_changed_file_answering_if_range_with_200_is_not_spliced() -> None:
+    """Same size, new ETag: the 200 is the new version, whose tail must not follow the old head."""
+    router = Router()
+    router.on("GET", r"/content$", redirect_to(DOWNLOAD))
+    calls = {"n": 0}
+
+    def host(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            headers = {"Content-Length": "5000", "ETag": '"{A},1"'}
+            return httpx.Response(200, headers=headers, content=byte_stream(5000, fail_after=1000))
+        assert request.headers["If-Range"] == '"{A},1"' and request.headers["Range"] == "bytes=1000-"
+        return httpx.Response(200, headers={"ETag": '"{A},2"'}, content=bytes(5000))
+
+    router.on("GET", r"download\.aspx", host)
+    client, _, _ = make_client(router)
+    got = bytearray()
+    async with client:
+        with pytest.raises(GraphStreamInterrupted, match="file changed"):
+            async for chunk in download_file(client, "d1", "i1"):
+                got += chunk
+    assert got == pattern_bytes(0, 1000)

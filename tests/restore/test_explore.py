@@ -191,6 +191,19 @@ def test_unknown_elements_are_404(env: Env) -> None:
     )
 
 
+def test_a_malformed_session_id_is_named_before_bad_paging(env: Env) -> None:
+    """The session id is checked first, whichever tree and route shape (page, one, action)."""
+    base = R.format(sid="not-a-uuid")
+    for path in ("/Mailboxes/u-alice/Items", "/OneDrives/x/Folders", "/Sites/s/Documents", "/Sites"):
+        r = env.client.get(base + path, params={"offset": -1, "parentId": "null"})
+        assert r.status_code == 400 and "'restoreSessionId'" in r.json()["message"], (path, r.text)
+    r = env.client.post(base + "/Sites/s/Folders/f/Action", json={"save": None})
+    assert r.status_code == 400 and "'restoreSessionId'" in r.json()["message"]
+    sid = env.explore("veod")
+    r = env.client.get(R.format(sid=sid) + "/OneDrives/x/Documents", params={"limit": 0})
+    assert r.status_code == 400 and "'limit'" in r.json()["message"]
+
+
 def test_sessions_are_private_to_their_owner(env: Env) -> None:
     sid = env.explore("vex")
     control = env.client.app.state.control  # type: ignore[attr-defined]

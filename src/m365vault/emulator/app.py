@@ -206,11 +206,13 @@ class Emulator:
             upload = low.startswith("/_upload/")
             if not (graph or download or upload):
                 raise GraphError(404, "NotFound", f"No such endpoint: {path}")
-            # Faults strike before any work, so a failed upload fragment is not applied.
+            # Faults strike before any work, so a failed upload fragment is not applied. A download is
+            # the exception for drops: its real answer is cut, so a resume sees what a network cut
+            # leaves (the true status, length and Content-Range), never a made-up body.
             fault = self.limiter.fault()
-            if fault == "drop":
+            if fault == "drop" and not download:
                 return Resp(200, _dropped(), {"Content-Length": "1024"})
-            if fault:
+            if fault in ("500", "503"):
                 code = "generalException" if fault == "500" else "serviceNotAvailable"
                 raise GraphError(
                     int(fault),
@@ -223,7 +225,10 @@ class Emulator:
             if download:
                 await self._latency()
                 with w.store.lock:
-                    return files.download(w, self.files, req, path.split("/")[2])
+                    resp = files.download(w, self.files, req, path.split("/")[2])
+                if fault == "drop" and isinstance(resp.body, Iterator):
+                    resp.body = _cut(resp.body)
+                return resp
             req.app_id = auth.check_bearer(w, req)
             if low.rstrip("/") == "/v1.0/$batch":
                 return self.dispatch(req)
@@ -378,6 +383,18 @@ class Emulator:
 
 def _dropped() -> Iterator[bytes]:
     yield b"x" * 100
+    raise DroppedConnection("injected dropped connection")
+
+
+def _cut(body: Iterator[bytes], after: int = 100) -> Iterator[bytes]:
+    """The first `after` bytes of a real body, then a dropped connection."""
+    sent = 0
+    for chunk in body:
+        if sent + len(chunk) >= after:
+            yield chunk[: after - sent]
+            break
+        sent += len(chunk)
+        yield chunk
     raise DroppedConnection("injected dropped connection")
 
 

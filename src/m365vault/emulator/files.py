@@ -428,7 +428,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def download(world: World, files: Files, req: Req, token: str) -> Resp:
-    """The pre-authenticated download host: Range → 206, unsatisfiable → 416."""
+    """The pre-authenticated download host: Range → 206, unsatisfiable → 416, stale If-Range → 200."""
     try:
         payload = world.signer.read("download", token)
     except InvalidToken as exc:
@@ -444,7 +444,10 @@ def download(world: World, files: Files, req: Req, token: str) -> Resp:
         "Content-Disposition": f"attachment; filename*=UTF-8''{payload['n']}",
     }
     rng = req.headers.get("range")
-    if rng:
+    # If-Range (RFC 9110 §13.1.5): Range applies only while the strong ETag still matches; a
+    # changed file (or a date validator, which this host never hands out) gets the whole body.
+    if_range = req.headers.get("if-range")
+    if rng and (if_range is None or if_range == etag):
         m = _RANGE.match(rng.strip())
         if m and (m.group(1) or m.group(2)):
             if m.group(1):

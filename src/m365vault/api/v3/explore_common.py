@@ -4,6 +4,7 @@ actions (statistics JSON, streamed downloads, 501 for PST)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Query, Request
@@ -11,6 +12,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from m365vault.api.auth import CurrentPrincipal
+from m365vault.api.deps import LinksDep
+from m365vault.api.v3.explore_present import TreeLinks
 from m365vault.api.wire import (
     DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
@@ -60,16 +63,51 @@ def parent_filter(value: str | None) -> str | object | None:
     return value.strip()
 
 
-def session_tree(
-    explorer: RestoreExplorer, principal: Any, session_id: uuid.UUID, kind: RestoreSessionType | None
-) -> SessionTree:
-    return explorer.tree(principal, session_id, kind)
+@dataclass(frozen=True)
+class Browsing:
+    """What a GET in an explore tree works with: the restore session, who asks, how to link."""
+
+    session_id: uuid.UUID
+    explorer: RestoreExplorer
+    links: Links
+    principal: Any
+
+    def tree(self, kind: RestoreSessionType | None) -> SessionTree:
+        return self.explorer.tree(self.principal, self.session_id, kind)
+
+    def tree_links(self) -> TreeLinks:
+        return TreeLinks(self.links, self.session_id)
 
 
-async def session_tree_async(
-    explorer: RestoreExplorer, principal: Any, session_id: uuid.UUID, kind: RestoreSessionType | None
-) -> SessionTree:
-    return await run_in_threadpool(explorer.tree, principal, session_id, kind)
+@dataclass(frozen=True)
+class Acting:
+    """What an action in an explore tree works with (it runs on the event loop: trees load in a thread)."""
+
+    session_id: uuid.UUID
+    explorer: RestoreExplorer
+    actions: RestoreActions
+    principal: Any
+
+    async def tree(self, kind: RestoreSessionType | None) -> SessionTree:
+        return await run_in_threadpool(self.explorer.tree, self.principal, self.session_id, kind)
+
+
+# Dependencies run in the order of their parameters: the explorer's availability (501) and the
+# principal (401) are checked before the session id's form, as the routes always did.
+def _browsing(
+    restoreSessionId: uuid.UUID, explorer: ExplorerDep, links: LinksDep, principal: CurrentPrincipal
+) -> Browsing:
+    return Browsing(restoreSessionId, explorer, links, principal)
+
+
+def _acting(
+    restoreSessionId: uuid.UUID, explorer: ExplorerDep, actions: ActionsDep, principal: CurrentPrincipal
+) -> Acting:
+    return Acting(restoreSessionId, explorer, actions, principal)
+
+
+BrowsingDep = Annotated[Browsing, Depends(_browsing)]
+ActingDep = Annotated[Acting, Depends(_acting)]
 
 
 def stats_response(stats: RestoreStats) -> Response:
