@@ -14,9 +14,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from m365vault.clock import FakeClock, utcnow
 from m365vault.repository import KdfParams, Repository
+from m365vault.repository.backends.base import BackendError, Handle, Kind, Payload
 from m365vault.repository.backends.local import LocalBackend
+from m365vault.repository.errors import RepositoryError
 from tests.repository.conftest import PASSWORD, SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +96,38 @@ async def collect_garbage(path: Path, temps: int) -> None:
         report = await repo.prune(None)
         assert report.temp_files_removed == temps
     await verify(path, {})
+
+
+class DiesMidPack(LocalBackend):
+    """Once `dying` is set, the next pack write stops halfway, as a killed writer's would: part of
+    the pack sits in a temp file and nothing is published."""
+
+    dying = False
+
+    def _save(self, handle: Handle, data: Payload) -> None:
+        if handle.kind is not Kind.DATA or not self.dying:
+            return super()._save(handle, data)
+        whole = data if isinstance(data, bytes) else b"".join(data)
+        folder = (self.root / handle.path()).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f".tmp-{handle.name[:16]}").write_bytes(whole[: len(whole) // 2])
+        raise BackendError("killed mid-pack", permanent=True)
+
+
+async def test_a_pack_cut_off_mid_write_leaves_garbage_not_damage(tmp_path: Path) -> None:
+    backend = DiesMidPack(tmp_path)
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    kept = [os.urandom(3000) + b"kept %d" % i for i in range(100)] + [os.urandom(200_000)]
+    refs = [await repo.save_item(item) for item in kept]
+    await repo.flush()
+    backend.dying = True
+    with pytest.raises(RepositoryError):
+        for i in range(400):  # several packs' worth: one of them dies
+            await repo.save_item(os.urandom(3000) + b"lost %d" % i)
+        await repo.flush()
+    await repo.close()
+    partial = await asyncio.to_thread(lambda: list(tmp_path.rglob(".tmp-*")))
+    assert partial, "the simulated crash left no partial pack"
+    await verify(
+        tmp_path, {ref: hashlib.sha256(item).hexdigest() for ref, item in zip(refs, kept, strict=True)}
+    )

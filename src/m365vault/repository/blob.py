@@ -17,6 +17,8 @@ import zstandard
 from m365vault.repository.crypto import Keys, open_sealed, seal, seal_parts
 from m365vault.repository.errors import IntegrityError
 
+Envelope = bytes | list[bytes]  # whole, or pieces that make it up in order
+
 RAW = 0
 ZSTD = 1
 ZSTD_DICT = 2  # followed by the 32-byte id of the dictionary blob, then the frame
@@ -86,8 +88,9 @@ def encode(
     content: bytes | memoryview,
     level: int,
     dictionary: Dictionary | None = None,
-) -> bytes | bytearray:
-    """The blob's envelope: encoding byte + (zstd frame or raw), sealed with the blob id as AAD."""
+) -> Envelope:
+    """The blob's envelope: encoding byte + (zstd frame or raw), sealed with the blob id as AAD;
+    large ones as pieces to write in order (see `seal_parts`)."""
     use_dictionary = (
         dictionary is not None and kind is BlobType.DATA and len(content) <= DICTIONARY_MAX_CONTENT
     )

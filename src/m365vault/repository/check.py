@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -71,7 +71,7 @@ async def check_repository(
         )
     sem = asyncio.Semaphore(4)
 
-    async def one_pack(pack: str, entries: list[PackEntry]) -> None:
+    async def one_pack(pack: str, entries: Sequence[PackEntry]) -> None:
         async with sem:
             await _check_pack(repo, pack, entries, present.get(pack), read_data, report, damaged)
 
@@ -105,7 +105,7 @@ async def _check_keys(repo: Repository, report: CheckReport) -> None:
 async def _check_pack(
     repo: Repository,
     pack: str,
-    entries: list[PackEntry],
+    entries: Sequence[PackEntry],
     size: int | None,
     read_data: bool,
     report: CheckReport,

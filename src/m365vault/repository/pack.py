@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from m365vault.repository.blob import BlobType
+from m365vault.repository.blob import BlobType, Envelope
 from m365vault.repository.crypto import Keys, open_sealed, seal
 from m365vault.repository.errors import IntegrityError
 
@@ -34,7 +34,7 @@ class PackBuilder:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._parts: list[bytes | bytearray] = []
+        self._parts: list[bytes] = []
         self.entries: list[PackEntry] = []
         self.size = 0
         self._ids: set[bytes] = set()
@@ -42,15 +42,20 @@ class PackBuilder:
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self._ids
 
-    def add(self, kind: BlobType, blob_id: bytes, envelope: bytes | bytearray, raw_length: int) -> None:
+    def add(self, kind: BlobType, blob_id: bytes, envelope: Envelope, raw_length: int) -> None:
         if blob_id in self._ids:
             return  # a pack never lists a blob twice
         self._ids.add(blob_id)
-        self.entries.append(PackEntry(kind, blob_id, self.size, len(envelope), raw_length))
-        self._parts.append(envelope)
-        self.size += len(envelope)
+        if isinstance(envelope, bytes):
+            length = len(envelope)
+            self._parts.append(envelope)
+        else:
+            length = sum(map(len, envelope))
+            self._parts.extend(envelope)
+        self.entries.append(PackEntry(kind, blob_id, self.size, length, raw_length))
+        self.size += length
 
-    def finish(self, keys: Keys) -> list[bytes | bytearray]:
+    def finish(self, keys: Keys) -> list[bytes]:
         """The whole pack object, as parts to write in order (joining them would copy the whole
         pack). The builder forgets them."""
         header = b"".join(HEADER_ENTRY.pack(e.kind, e.length, e.raw_length, e.blob_id) for e in self.entries)

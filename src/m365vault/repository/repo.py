@@ -23,10 +23,12 @@ import zstandard
 from m365vault.clock import Clock, utcnow
 from m365vault.repository import blob
 from m365vault.repository.backends.base import Backend, Handle, Kind, NotFound, ObjectInfo, Retention
+from m365vault.repository.batcher import Batcher
 from m365vault.repository.blob import (
     DICTIONARY_MAX_CONTENT,
     BlobType,
     Dictionary,
+    Envelope,
     Manifest,
     MissingDictionary,
 )
@@ -34,7 +36,7 @@ from m365vault.repository.chunker import StreamChunker, cut_all
 from m365vault.repository.config import ObjectLockPolicy, RepositoryConfig
 from m365vault.repository.crypto import Keys
 from m365vault.repository.errors import IntegrityError, RepositoryError, UnknownRef, WrongPassword
-from m365vault.repository.index import IndexFile, Location, MasterIndex
+from m365vault.repository.index import IndexFile, Location, MasterIndex, PackEntries
 from m365vault.repository.keyfile import KdfParams, unwrap_master_key, wrap_master_key
 from m365vault.repository.locks import LOCK_REFRESH, LockInfo, PruneMark
 from m365vault.repository.pack import TRAILER, PackBuilder, PackEntry, parse_header
@@ -46,11 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Blobs up to this size are hashed and encoded on the loop thread: a thread hop costs the loop about
-# what encoding a mail-sized blob does (bench_repository (b): mail 34 -> 62 MB/s; 64 KiB measured no
-# better). Bigger ones take one hop for hashing and encoding together. Batching small blobs into hops
-# was slower (mail ratio 0.32 against 0.53).
-_INLINE_LIMIT = 16 * 1024
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
 # Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
 _DICT_SAMPLES = 1000
@@ -116,9 +113,15 @@ class Repository:
         self._builder = PackBuilder(new_name())
         # Blobs being encoded or waiting in a pack not yet stored: done once the blob is in a pack.
         self._pending: dict[bytes, asyncio.Future[None]] = {}
-        self._unindexed: dict[str, list[PackEntry]] = {}
+        self._unindexed: dict[str, PackEntries] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._encode_slots = asyncio.Semaphore(2 * self._workers)
+        # Whole blobs (items up to small_item_limit, manifests) are hashed and encoded in batches:
+        # bench_repository (b) mail-sized items, one hop per blob or encoding on the loop thread
+        # kept one core busy; batched, both are.
+        self._encoder: Batcher[tuple[BlobType, bytes], tuple[bytes, Envelope | None]] = Batcher(
+            self._pool, self._workers, self._hash_and_encode, lambda arg: len(arg[1])
+        )
         self._upload_slots = asyncio.Semaphore(2)
         self._index_lock = asyncio.Lock()
         self._error: BaseException | None = None
@@ -415,7 +418,7 @@ class Repository:
         if blob_id in self._pending:
             return True
         # A blob that only lives in packs a prune has marked must be stored again (format §8).
-        return any(loc.pack not in self._avoid for loc in self.index.lookup(blob_id))
+        return any(pack not in self._avoid for pack in self.index.holders(blob_id))
 
     async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
         """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
@@ -503,24 +506,9 @@ class Repository:
         return blob_id
 
     async def _store_blob(self, kind: BlobType, content: bytes) -> bytes:
-        if len(content) > _INLINE_LIMIT:
-            return await self._store_blob_in_pool(kind, content)
-        blob_id = self.keys.blob_id(content)
-        if blob_id in self._pending:
-            return await self._wait_pending(blob_id)
-        if self._known(blob_id):
-            return blob_id
-        self._pending[blob_id] = asyncio.get_running_loop().create_future()
-        return await self._encode_and_add(kind, blob_id, content)
-
-    async def _store_blob_in_pool(self, kind: BlobType, content: bytes) -> bytes:
-        """Hash and encode in one hop instead of two; the encoding is thrown away in the rare case
-        another save claimed the same blob meanwhile."""
-        await self._encode_slots.acquire()
-        try:
-            blob_id, envelope = await self.run_cpu(self._hash_and_encode, kind, content, self._dictionary)
-        finally:
-            self._encode_slots.release()
+        """Hash and encode in one batched hop; the encoding is thrown away in the rare case another
+        save claimed the same blob meanwhile."""
+        blob_id, envelope = await self._encoder.run((kind, content))
         if blob_id in self._pending:
             return await self._wait_pending(blob_id)
         if self._known(blob_id):
@@ -528,16 +516,15 @@ class Repository:
         self._pending[blob_id] = asyncio.get_running_loop().create_future()
         return await self._encode_and_add(kind, blob_id, content, envelope=envelope)
 
-    def _hash_and_encode(
-        self, kind: BlobType, content: bytes, dictionary: Dictionary | None
-    ) -> tuple[bytes, bytes | bytearray | None]:
-        """Runs in the pool. `_known` here is only a hint (dict and set reads are atomic under the
-        GIL): it skips encoding what is surely stored; the loop thread makes the real decision."""
+    def _hash_and_encode(self, arg: tuple[BlobType, bytes]) -> tuple[bytes, Envelope | None]:
+        """Runs in the pool. `_known` here is only a hint (the index tolerates reads from another
+        thread): it skips encoding what is surely stored; the loop thread makes the real decision."""
+        kind, content = arg
         blob_id = self.keys.blob_id(content)
         if self._known(blob_id):
             return blob_id, None
         level = self.config.compression_level
-        return blob_id, blob.encode(self.keys, kind, blob_id, content, level, dictionary)
+        return blob_id, blob.encode(self.keys, kind, blob_id, content, level, self._dictionary)
 
     async def _encode_and_add(
         self,
@@ -546,7 +533,7 @@ class Repository:
         content: bytes | memoryview,
         *,
         acquired: bool = False,
-        envelope: bytes | bytearray | None = None,
+        envelope: Envelope | None = None,
     ) -> bytes:
         try:
             if envelope is None:
@@ -563,13 +550,11 @@ class Repository:
 
     async def _encode(
         self, kind: BlobType, blob_id: bytes, content: bytes | memoryview, acquired: bool
-    ) -> bytes | bytearray:
+    ) -> Envelope:
         if not acquired:
             await self._encode_slots.acquire()
         try:
             args = (self.keys, kind, blob_id, content, self.config.compression_level, self._dictionary)
-            if len(content) <= _INLINE_LIMIT:
-                return blob.encode(*args)
             return await self.run_cpu(blob.encode, *args)
         finally:
             self._encode_slots.release()
@@ -603,8 +588,9 @@ class Repository:
             data = await self.run_cpu(builder.finish, self.keys)
             await self.backend.save(Handle(Kind.DATA, builder.name), data, retention=self._retention())
             del data
-            self._unindexed[builder.name] = builder.entries
-            self.index.add_pack(builder.name, builder.entries)
+            entries = PackEntries.of(builder.entries)
+            self._unindexed[builder.name] = entries
+            self.index.add_pack(builder.name, entries)
             for entry in builder.entries:
                 self._pending.pop(entry.blob_id, None)
         except BaseException as err:
@@ -614,7 +600,7 @@ class Repository:
             self._upload_slots.release()
 
     async def _write_index(
-        self, supersedes: list[str] | None = None, packs: dict[str, list[PackEntry]] | None = None
+        self, supersedes: list[str] | None = None, packs: dict[str, PackEntries] | None = None
     ) -> str | None:
         async with self._index_lock:
             if packs is None:
@@ -770,12 +756,14 @@ class Repository:
         """Index every complete pack that no index lists (rebuilt from pack headers, format §5).
         Returns how many packs were indexed; unreadable packs are left for check to report."""
         await self.load_index()
-        packs: dict[str, list[PackEntry]] = {}
+        packs: dict[str, PackEntries] = {}
         async for info in self.backend.list(Kind.DATA):
             if info.handle.name in self.index.packs:
                 continue
             try:
-                packs[info.handle.name] = await self.read_pack_header(info.handle.name, info.size)
+                packs[info.handle.name] = PackEntries.of(
+                    await self.read_pack_header(info.handle.name, info.size)
+                )
             except (IntegrityError, NotFound) as err:
                 log.warning("pack %s not indexed: %s", info.handle.name[:12], err)
         if packs:

@@ -21,13 +21,13 @@ until then; backends that cannot lock raise `BackendError(permanent=True)` when 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-Payload = bytes | list[bytes | bytearray]  # an object's bytes, whole or in parts
+Payload = bytes | Sequence[bytes | bytearray]  # an object's bytes, whole or in parts
 
 
 def joined(data: Payload) -> bytes:
