@@ -362,6 +362,7 @@ class Repositories:
         for key, value in given.items():
             if key.startswith(("retention_", "daily_", "monthly_", "yearly_")):
                 setattr(repo, key, value)
+                repo.retention_next_pass = None  # the retention service computes it anew
         needed = {
             "Daily": ("daily_retention_period",),
             "Monthly": ("monthly_retention_period",),
