@@ -128,7 +128,7 @@ def set_policy(server: Server, kind: RetentionType) -> None:
             daily_retention_period=1,
             retention_frequency_type=RetentionFrequencyType.Daily,
             daily_time="03:00:00",
-            daily_type=DailyType.Everyday,
+            daily_type=DailyType.EVERYDAY,
         ),
     )
 
@@ -339,3 +339,5 @@ async def test_a_pass_missed_while_the_server_was_down_runs_at_start(server: Ser
         await stop(running)
     assert server.results[0].retention.ran_at == NOW
     assert server.next_pass() == FIRST_PASS
+    set_policy(server, RetentionType.SnapshotBased)  # a changed policy is scheduled anew
+    assert server.next_pass() is None

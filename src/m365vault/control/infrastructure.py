@@ -258,7 +258,7 @@ class Repositories:
             yearly_retention_period=YearlyRetentionPeriod.Years3.value,
             retention_frequency_type=RetentionFrequencyType.Daily.value,
             daily_time="18:00:00",
-            daily_type=DailyType.Everyday.value,
+            daily_type=DailyType.EVERYDAY.value,
             password_sealed=self._s.secrets.seal(password, f"repository:{repo_id}:password"),
             created_at=self._s.clock(),
         )
