@@ -19,7 +19,14 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from m365vault.bootstrap import ServerConfig, build_control, ensure_defaults, open_database
+from m365vault.bootstrap import (
+    ProductSettings,
+    ServerConfig,
+    build_control,
+    ensure_defaults,
+    open_database,
+    wire_product,
+)
 from m365vault.catalog import (
     CatalogWriter,
     ContentRefs,
@@ -341,3 +348,32 @@ async def test_a_pass_missed_while_the_server_was_down_runs_at_start(server: Ser
     assert server.next_pass() == FIRST_PASS
     set_policy(server, RetentionType.SnapshotBased)  # a changed policy is scheduled anew
     assert server.next_pass() is None
+
+
+async def test_the_server_starts_the_retention_service_with_its_scheduler(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The wiring of a real server: the repository comes from the configuration (path, sealed
+    # password), and a pass time that passed while the server was down runs at start.
+    config = ServerConfig(
+        data_dir=tmp_path / "data", clock=lambda: NOW, product=ProductSettings(timezone="UTC")
+    )
+    engine = open_database(config)
+    product = wire_product(config, engine)
+    control = build_control(config, engine)
+    product.bind(control)
+    ensure_defaults(control, config.data_dir, "admin", "Admin-Password-1")
+    [row] = control.repositories.all()
+    with engine.begin() as conn:
+        conn.execute(update(BackupRepository).values(retention_next_pass=NOW - timedelta(hours=7)))
+    try:
+        with caplog.at_level(logging.INFO, logger="m365vault.engine.adapters.retention"):
+            await product.start()
+            deadline = asyncio.get_running_loop().time() + 60
+            while "prune reclaimed" not in caplog.text:
+                assert asyncio.get_running_loop().time() < deadline, caplog.text
+                await asyncio.sleep(0.05)
+        assert f"repository {row.id}: 0 versions" in caplog.text
+    finally:
+        await product.close()
+        engine.dispose()
