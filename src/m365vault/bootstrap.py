@@ -295,6 +295,22 @@ class Product:
                 self.engine, lambda job_id: self._bound().jobs.start(job_id), self.tz, self.clock
             )
             self._background.append(task)
+            self._background.append(self._start_retention())
+
+    def _start_retention(self) -> asyncio.Task[None]:
+        """Each repository's retention pass and prune on its cleanup schedule."""
+        from m365vault.engine.adapters.retention import start_retention
+        from m365vault.engine.adapters.storage import open_or_create
+        from m365vault.repository import Repository
+
+        async def open_repository(repository_id: uuid.UUID) -> Repository:
+            repositories = self._bound().repositories
+            row = await asyncio.to_thread(repositories.get, repository_id)
+            password = await asyncio.to_thread(repositories.password, repository_id)
+            return await open_or_create(row.path, password, create=False, clock=self.clock)
+
+        _, task = start_retention(self.engine, open_repository, self.tz, self.clock)
+        return task
 
     async def close(self) -> None:
         for task in self._background:

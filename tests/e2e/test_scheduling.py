@@ -31,7 +31,7 @@ async def test_next_run_is_a_compare_and_set_and_a_due_job_starts_once(tmp_path:
         )
         org = await control.organizations.add(OrganizationInput(exchange=app))
         repo_id = control.repositories.all()[0].id
-        policy = ScheduleInput(type=ScheduleType.Periodically, periodically_every=PeriodicallyEvery.Minutes15)
+        policy = ScheduleInput(type=ScheduleType.PERIODICALLY, periodically_every=PeriodicallyEvery.MINUTES15)
         job = await control.jobs.create(
             org.id,
             JobInput(name="every 15", backup_type=BackupType.EntireOrganization, repository_id=repo_id,

@@ -184,3 +184,52 @@ async def test_prune_on_an_object_lock_bucket(s3_factory) -> None:
         await assert_check_passes(backend)
     finally:
         await backend.close()
+
+
+async def test_a_writer_open_across_a_whole_prune_does_not_reuse_swept_blobs() -> None:
+    # The server keeps its writer open between backups: after the sweep removed a pack and its
+    # mark, the writer's old index must not let it deduplicate against the deleted blob.
+    clock = setup_clock()
+    backend, repo = await fresh(clock)
+    dropped = os.urandom(100_000)
+    await repo.save_item(dropped)
+    await repo.close()
+    writer = await Repository.open(backend, PASSWORD, clock=clock)
+    await writer.save_item(b"keeps a lock")
+    await writer.flush()
+    pruner = await Repository.open(backend, PASSWORD, clock=clock)
+    assert (await pruner.prune([], safety=GRACE)).phase == "marked"
+    clock.advance(timedelta(minutes=15))
+    await writer.flush()  # sees the mark
+    assert (await pruner.prune([], safety=GRACE)).deleted_packs >= 1
+    await pruner.close()
+    await writer.flush()  # learns that the mark is gone
+    again = await writer.save_item(dropped)
+    await writer.flush()
+    await writer.close()
+    async with await Repository.open(backend, PASSWORD, clock=clock) as reader:
+        assert await reader.read_item(again) == dropped
+    await assert_check_passes(backend)
+
+
+async def test_a_writer_idle_past_its_lock_does_not_reuse_swept_blobs() -> None:
+    # An idle writer's lock goes stale and the sweep no longer waits for it: it must re-read the
+    # index before it writes again.
+    clock = setup_clock()
+    backend, repo = await fresh(clock)
+    dropped = os.urandom(100_000)
+    await repo.save_item(dropped)
+    await repo.close()
+    writer = await Repository.open(backend, PASSWORD, clock=clock)
+    await writer.save_item(b"keeps a lock")
+    await writer.flush()
+    pruner = await Repository.open(backend, PASSWORD, clock=clock)
+    assert (await pruner.prune([], safety=GRACE)).phase == "marked"
+    clock.advance(timedelta(minutes=31))  # the writer's lock is stale now
+    assert (await pruner.prune([], safety=GRACE)).deleted_packs >= 1
+    await pruner.close()
+    again = await writer.save_item(dropped)
+    await writer.close()
+    async with await Repository.open(backend, PASSWORD, clock=clock) as reader:
+        assert await reader.read_item(again) == dropped
+    await assert_check_passes(backend)

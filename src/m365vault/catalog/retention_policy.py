@@ -1,7 +1,8 @@
 """A repository's retention policy as v3's BackupRepositories fields describe it: how long (period),
 what is kept (ItemLevel or SnapshotBased) and when the pass runs (daily or monthly schedule).
 
-Times of day are UTC (the server's local time is UTC by convention).
+Times of day are wall-clock times in the server's time zone; `engine.schedule.next_retention_pass`
+turns them into instants.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import calendar
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from m365vault.catalog.errors import InvalidPolicy
@@ -194,32 +195,3 @@ class RetentionPolicy:
             return subtract_months(now, self.monthly_period or 0)
         years = YEARLY_PERIODS[self.yearly_period or ""]
         return None if years is None else subtract_months(now, 12 * years)
-
-    def next_pass(self, after: datetime) -> datetime:
-        """The first scheduled retention pass strictly after `after` (UTC)."""
-        after = after.astimezone(UTC)
-        if self.frequency_type is RetentionFrequencyType.DAILY:
-            days = DAILY_TYPES[self.daily_type]
-            for offset in range(8):
-                day = after.date() + timedelta(days=offset)
-                when = datetime.combine(day, self.daily_time, tzinfo=UTC)
-                if day.weekday() in days and when > after:
-                    return when
-            raise AssertionError("a daily schedule always has a day within a week")  # pragma: no cover
-        year, month = after.year, after.month
-        for _ in range(3):
-            day = _nth_weekday(year, month, self.monthly_daynumber, WEEKDAYS.index(self.monthly_dayofweek))
-            when = datetime.combine(day, self.monthly_time, tzinfo=UTC)
-            if when > after:
-                return when
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        raise AssertionError("a monthly schedule always has a day within two months")  # pragma: no cover
-
-
-def _nth_weekday(year: int, month: int, number: str, weekday: int) -> date:
-    days = [
-        d
-        for d in calendar.Calendar().itermonthdates(year, month)
-        if d.month == month and d.weekday() == weekday
-    ]
-    return days[-1] if number == "Last" else days[DAY_NUMBERS.index(number)]

@@ -42,7 +42,9 @@ def serve(
     timezone: str | None = typer.Option(
         None, "--timezone", help="Time zone job schedules are read in (default: the system's)"
     ),
-    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not start scheduled jobs"),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Do not start scheduled jobs or repositories' retention passes"
+    ),
     bare: bool = typer.Option(
         False,
         "--bare",

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from m365vault.case_insensitive import CaseInsensitiveEnum
+from m365vault.engine.schedule_policy import DailyType, PeriodicallyEvery, ScheduleType
 
-
-class CaseInsensitiveEnum(StrEnum):
-    """A string enum whose lookup ignores case: "vex", "VEX" and "Vex" all mean Vex."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> CaseInsensitiveEnum | None:
-        if isinstance(value, str):
-            folded = value.casefold()
-            for member in cls:
-                if member.value.casefold() == folded:
-                    return member
-            aliases: dict[str, str] = getattr(cls, "_aliases", {})
-            if folded in aliases:
-                return cls(aliases[folded])
-        return None
-
-    def __str__(self) -> str:
-        return str(self.value)
+__all__ = [  # the job schedule's vocabulary is the engine's, re-exported here with the rest
+    "BackupType",
+    "CaseInsensitiveEnum",
+    "DailyType",
+    "DayOfWeek",
+    "JobItemType",
+    "JobStatus",
+    "MonthlyDayNumber",
+    "OrganizationType",
+    "PeriodicallyEvery",
+    "ProxyStatus",
+    "Region",
+    "RestoreSessionState",
+    "RestoreSessionType",
+    "RetentionFrequencyType",
+    "RetentionPeriodType",
+    "RetentionType",
+    "ScheduleType",
+    "ThrottlingUnit",
+    "YearlyRetentionPeriod",
+]
 
 
 class OrganizationType(CaseInsensitiveEnum):
@@ -56,35 +60,6 @@ class JobStatus(CaseInsensitiveEnum):
     NotConfigured = "NotConfigured"
     Disconnected = "Disconnected"
     Queued = "Queued"
-
-
-class ScheduleType(CaseInsensitiveEnum):
-    Daily = "Daily"
-    Periodically = "Periodically"
-
-
-class DailyType(CaseInsensitiveEnum):
-    Everyday = "Everyday"
-    Workdays = "Workdays"
-    Weekends = "Weekends"
-    Monday = "Monday"
-    Tuesday = "Tuesday"
-    Wednesday = "Wednesday"
-    Thursday = "Thursday"
-    Friday = "Friday"
-    Saturday = "Saturday"
-    Sunday = "Sunday"
-
-
-class PeriodicallyEvery(CaseInsensitiveEnum):
-    Minutes5 = "Minutes5"
-    Minutes10 = "Minutes10"
-    Minutes15 = "Minutes15"
-    Minutes30 = "Minutes30"
-    Hours1 = "Hours1"
-    Hours2 = "Hours2"
-    Hours4 = "Hours4"
-    Hours8 = "Hours8"
 
 
 class JobItemType(CaseInsensitiveEnum):

@@ -258,7 +258,7 @@ class Repositories:
             yearly_retention_period=YearlyRetentionPeriod.Years3.value,
             retention_frequency_type=RetentionFrequencyType.Daily.value,
             daily_time="18:00:00",
-            daily_type=DailyType.Everyday.value,
+            daily_type=DailyType.EVERYDAY.value,
             password_sealed=self._s.secrets.seal(password, f"repository:{repo_id}:password"),
             created_at=self._s.clock(),
         )
@@ -362,6 +362,7 @@ class Repositories:
         for key, value in given.items():
             if key.startswith(("retention_", "daily_", "monthly_", "yearly_")):
                 setattr(repo, key, value)
+                repo.retention_next_pass = None  # the retention service computes it anew
         needed = {
             "Daily": ("daily_retention_period",),
             "Monthly": ("monthly_retention_period",),

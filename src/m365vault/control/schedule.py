@@ -54,7 +54,7 @@ def merge_policy(stored: dict[str, Any] | None, given: ScheduleInput, *, creatin
             "schedulePolicy 'type' is required when dailyType, dailyTime or periodicallyEvery change."
         )
     policy: dict[str, Any] = {
-        "type": ScheduleType.Daily.value,
+        "type": ScheduleType.DAILY.value,
         "backupWindowEnabled": False,
         "retryEnabled": True,
         "retryNumber": 3,
@@ -107,9 +107,9 @@ def _apply_retry(policy: dict[str, Any], given: ScheduleInput) -> None:
 
 def _complete(policy: dict[str, Any]) -> dict[str, Any]:
     """Fill what the type implies, drop what it excludes, and refuse what is still missing."""
-    if policy["type"] == ScheduleType.Daily.value:
+    if policy["type"] == ScheduleType.DAILY.value:
         policy.pop("periodicallyEvery", None)
-        policy.setdefault("dailyType", DailyType.Everyday.value)
+        policy.setdefault("dailyType", DailyType.EVERYDAY.value)
         policy.setdefault("dailyTime", "15:00:00")
     else:
         policy.pop("dailyType", None)

@@ -169,6 +169,8 @@ class BackupRepository(Base):
     monthly_dayofweek: Mapped[str | None] = mapped_column(String(16), nullable=True)
     password_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the retention service runs this repository's next pass; None: not computed yet.
+    retention_next_pass: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Job(Base):

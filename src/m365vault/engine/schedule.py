@@ -21,14 +21,24 @@ Semantics where the v3 reference is silent (chosen here, tested in tests/engine)
   contiguous open span it is in ends; a run that starts outside it ends at once.
 * Retries: retry number k (1-based) of a failed object happens `retryWaitInterval` minutes after
   the failure it follows, for k = 1 .. retryNumber.
+* Retention passes (a repository's cleanup schedule): Daily passes follow the Daily job rules
+  above (no backup window); a Monthly pass runs on the chosen weekday of the month (First ..
+  Fourth, or Last) at `monthlyTime` local time, with the same gap and fold rules.
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from m365vault.catalog.retention_policy import (
+    DAY_NUMBERS,
+    WEEKDAYS,
+    RetentionFrequencyType,
+    RetentionPolicy,
+)
 from m365vault.engine.local_time import first_instant_at_or_after, pieces, require_aware, wall_clock
 from m365vault.engine.schedule_policy import (
     BackupWindow,
@@ -47,6 +57,7 @@ __all__ = [
     "SchedulePolicyError",
     "ScheduleType",
     "is_permitted",
+    "next_retention_pass",
     "next_run",
     "retry_at",
     "window_end",
@@ -126,6 +137,38 @@ def _next_daily(policy: SchedulePolicy, after: datetime, tz: ZoneInfo) -> dateti
         if due > after and is_permitted(policy, due, tz):
             return due
     return None
+
+
+# ---------------------------------------------------------------- retention passes
+
+
+def next_retention_pass(policy: RetentionPolicy, after: datetime, tz: ZoneInfo) -> datetime:
+    """The first retention pass of a repository's cleanup schedule strictly after `after`, in UTC."""
+    after = require_aware(after, "after")
+    if policy.frequency_type is RetentionFrequencyType.DAILY:
+        daily = SchedulePolicy(daily_type=DailyType(policy.daily_type), daily_time=policy.daily_time)
+        due = _next_daily(daily, after, tz)
+        assert due is not None  # without a backup window every chosen day has its due time
+        return due
+    weekday = WEEKDAYS.index(policy.monthly_dayofweek)
+    month = wall_clock(tz, after).date().replace(day=1)
+    for _ in range(3):  # this month's day may have passed; next month's never has
+        day = _nth_weekday(month, policy.monthly_daynumber, weekday)
+        due = first_instant_at_or_after(tz, day, policy.monthly_time)
+        if due > after:
+            return due
+        month = (month + timedelta(days=32)).replace(day=1)
+    raise AssertionError("a monthly pass always falls within two months")  # pragma: no cover
+
+
+def _nth_weekday(month: date, number: str, weekday: int) -> date:
+    """The First .. Fourth or Last `weekday` (Monday = 0) of the month starting at `month`."""
+    days = [
+        d
+        for d in calendar.Calendar().itermonthdates(month.year, month.month)
+        if d.month == month.month and d.weekday() == weekday
+    ]
+    return days[-1] if number == "Last" else days[DAY_NUMBERS.index(number)]
 
 
 # ---------------------------------------------------------------- periodically

@@ -16,18 +16,20 @@ from datetime import time
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from m365vault.case_insensitive import CaseInsensitiveEnum
+
 WINDOW_HOURS = 7 * 24
 MAX_RETRY_NUMBER = 777  # the range the Veeam consoles offer for "retry failed objects"
 MAX_RETRY_WAIT_MINUTES = 999
 DEFAULT_DAILY_TIME = time(15, 0)  # the documented PowerShell default (New-VBOJobSchedulePolicy)
 
 
-class ScheduleType(StrEnum):
+class ScheduleType(CaseInsensitiveEnum):
     DAILY = "Daily"
     PERIODICALLY = "Periodically"
 
 
-class DailyType(StrEnum):
+class DailyType(CaseInsensitiveEnum):
     EVERYDAY = "Everyday"
     WORKDAYS = "Workdays"
     WEEKENDS = "Weekends"
@@ -52,7 +54,7 @@ _DAILY_WEEKDAYS: dict[DailyType, frozenset[int]] = {
 }
 
 
-class PeriodicallyEvery(StrEnum):
+class PeriodicallyEvery(CaseInsensitiveEnum):
     MINUTES5 = "Minutes5"
     MINUTES10 = "Minutes10"
     MINUTES15 = "Minutes15"

@@ -16,6 +16,9 @@ Rules:
 * `nextRun` is recomputed after every due time and whenever the job's policy differs from the one
   this scheduler last saw. The control layer should also reset `nextRun` (to None or to
   `next_run(...)`) when it changes a policy or enables a job, and then call `wake()`.
+
+`DueTimeScheduler` holds these rules for any kind of policy; `Scheduler` is it for jobs (with the
+backup window), and the retention service uses it for repositories' cleanup schedules.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from m365vault.clock import Clock, utcnow
@@ -36,9 +39,11 @@ from m365vault.engine.schedule_policy import SchedulePolicy
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+P = TypeVar("P")  # a policy: says when something comes due
+P_co = TypeVar("P_co", covariant=True)
 
 
-class ScheduledJob(Protocol):
+class ScheduledJob(Protocol[P_co]):
     """What the scheduler needs to know about one job."""
 
     @property
@@ -46,7 +51,7 @@ class ScheduledJob(Protocol):
     @property
     def is_enabled(self) -> bool: ...
     @property
-    def schedule_policy(self) -> SchedulePolicy: ...
+    def schedule_policy(self) -> P_co: ...
     @property
     def last_run(self) -> datetime | None: ...
     @property
@@ -56,21 +61,21 @@ class ScheduledJob(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class JobScheduleState:
+class JobScheduleState(Generic[P]):
     """A plain `ScheduledJob`, for adapters that read rows into values."""
 
     id: Hashable
     is_enabled: bool
-    schedule_policy: SchedulePolicy
+    schedule_policy: P
     last_run: datetime | None = None
     next_run: datetime | None = None
     is_running: bool = False
 
 
-class ScheduledJobs(Protocol):
+class ScheduledJobs(Protocol[P_co]):
     """The job store as the scheduler sees it (implemented by the control layer)."""
 
-    async def list_jobs(self) -> Sequence[ScheduledJob]:
+    async def list_jobs(self) -> Sequence[ScheduledJob[P_co]]:
         """Every job, enabled or not, with its current state."""
         ...
 
@@ -88,12 +93,15 @@ class ScheduledJobs(Protocol):
         ...
 
 
-class Scheduler:
-    """Fires due jobs; run `run()` as a task and cancel it to stop."""
+class DueTimeScheduler(Generic[P]):
+    """Fires due jobs; run `run()` as a task and cancel it to stop. Subclasses say when a policy
+    comes due and whether a start is permitted at an instant."""
+
+    kind = "job"  # what a scheduled thing is called in the log
 
     def __init__(
         self,
-        jobs: ScheduledJobs,
+        jobs: ScheduledJobs[P],
         tz: ZoneInfo,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
@@ -107,7 +115,13 @@ class Scheduler:
         # a clock step) at the cost of one cheap query a minute.
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
-        self._seen_policies: dict[Hashable, SchedulePolicy] = {}
+        self._seen_policies: dict[Hashable, P] = {}
+
+    def _next_due(self, policy: P, after: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    def _permitted(self, policy: P, at: datetime) -> bool:
+        return True
 
     def wake(self) -> None:
         """Re-read the jobs now (call after a job is created, changed, enabled or disabled)."""
@@ -119,7 +133,7 @@ class Scheduler:
             try:
                 soonest = await self.tick()
             except Exception:  # the store may be down for a while; try again after the poll interval
-                log.exception("scheduler: could not read the jobs")
+                log.exception("scheduler: could not read the %ss", self.kind)
                 soonest = None
             await self._wait(self._delay_until(soonest))
 
@@ -135,13 +149,13 @@ class Scheduler:
             try:
                 upcoming = await self._handle(job, now)
             except Exception:  # one broken job must not stop the schedule of the others
-                log.exception("scheduler: job %s could not be handled", job.id)
+                log.exception("scheduler: %s %s could not be handled", self.kind, job.id)
                 continue
             if upcoming is not None and (soonest is None or upcoming < soonest):
                 soonest = upcoming
         return soonest
 
-    async def _handle(self, job: ScheduledJob, now: datetime) -> datetime | None:
+    async def _handle(self, job: ScheduledJob[P], now: datetime) -> datetime | None:
         stored = _as_utc(job.next_run)
         if not job.is_enabled:
             self._seen_policies.pop(job.id, None)
@@ -154,24 +168,26 @@ class Scheduler:
         self._seen_policies[job.id] = policy
         if stored > now:
             return stored
-        following = next_run(policy, now, self._tz)
+        following = self._next_due(policy, now)
         if not await self._jobs.update_next_run(job.id, job.next_run, following):
-            log.info("scheduler: job %s was changed or claimed elsewhere; not started", job.id)
+            log.info("scheduler: %s %s was changed or claimed elsewhere; not started", self.kind, job.id)
             return None
         last_run = _as_utc(job.last_run)
         if job.is_running:
-            log.info("scheduler: job %s is still running; due time %s skipped", job.id, stored)
+            log.info("scheduler: %s %s is still running; due time %s skipped", self.kind, job.id, stored)
         elif last_run is not None and last_run >= stored:
-            log.info("scheduler: job %s already ran at %s for due time %s", job.id, last_run, stored)
-        elif not is_permitted(policy, now, self._tz):
-            log.info("scheduler: job %s due at %s missed its backup window", job.id, stored)
+            log.info(
+                "scheduler: %s %s already ran at %s for due time %s", self.kind, job.id, last_run, stored
+            )
+        elif not self._permitted(policy, now):
+            log.info("scheduler: %s %s due at %s missed its backup window", self.kind, job.id, stored)
         else:
-            log.info("scheduler: starting job %s for due time %s", job.id, stored)
+            log.info("scheduler: starting %s %s for due time %s", self.kind, job.id, stored)
             await self._jobs.start_job(job.id, stored)
         return following
 
-    async def _reschedule(self, job: ScheduledJob, policy: SchedulePolicy, now: datetime) -> datetime | None:
-        upcoming = next_run(policy, now, self._tz)
+    async def _reschedule(self, job: ScheduledJob[P], policy: P, now: datetime) -> datetime | None:
+        upcoming = self._next_due(policy, now)
         if upcoming != _as_utc(job.next_run) and not await self._jobs.update_next_run(
             job.id, job.next_run, upcoming
         ):
@@ -195,6 +211,16 @@ class Scheduler:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+class Scheduler(DueTimeScheduler[SchedulePolicy]):
+    """Starts backup jobs by their v3 schedule policy, inside their backup window."""
+
+    def _next_due(self, policy: SchedulePolicy, after: datetime) -> datetime | None:
+        return next_run(policy, after, self._tz)
+
+    def _permitted(self, policy: SchedulePolicy, at: datetime) -> bool:
+        return is_permitted(policy, at, self._tz)
 
 
 def _as_utc(value: datetime | None) -> datetime | None:

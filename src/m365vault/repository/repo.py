@@ -38,7 +38,7 @@ from m365vault.repository.crypto import Keys
 from m365vault.repository.errors import IntegrityError, RepositoryError, UnknownRef, WrongPassword
 from m365vault.repository.index import IndexFile, Location, MasterIndex, PackEntries
 from m365vault.repository.keyfile import KdfParams, unwrap_master_key, wrap_master_key
-from m365vault.repository.locks import LOCK_REFRESH, LockInfo, PruneMark
+from m365vault.repository.locks import LOCK_REFRESH, LOCK_STALE, LockInfo, PruneMark
 from m365vault.repository.pack import TRAILER, PackBuilder, PackEntry, parse_header
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A lock this old may already count as stale to a pruner whose clock runs a little ahead.
+_MAY_BE_STALE = LOCK_STALE - LOCK_REFRESH
 
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
 # Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
@@ -371,8 +373,13 @@ class Repository:
                 )
             except (IntegrityError, NotFound, ValueError, KeyError) as err:
                 log.warning("prune mark %s unreadable, ignoring: %s", name[:12], err)
-        for name in self.marks.keys() - names:
+        swept = self.marks.keys() - names
+        for name in swept:
             del self.marks[name]
+        if swept:
+            # A mark goes only after its sweep wrote the superseding index: without a reload, our
+            # index would still offer the deleted packs' blobs for deduplication.
+            await self.load_index()
         self._avoid = frozenset().union(*(m.packs for m in self.marks.values()))
         self._marks_seen = listed_at
 
@@ -382,6 +389,10 @@ class Repository:
         """Re-read prune marks; write a new lock if they changed, the lock is old, or none exists."""
         now = self.clock()
         before = set(self.marks)
+        if self._lock_created is None or now - self._lock_created >= _MAY_BE_STALE:
+            # Without a live lock a whole prune may have run without waiting for us: its mark came
+            # and went unseen, and the index we hold may name deleted packs.
+            await self.load_index()
         await self._load_marks()
         fresh = self._lock_created is not None and now - self._lock_created < LOCK_REFRESH
         if not force and self._lock_name is not None and fresh and set(self.marks) == before:

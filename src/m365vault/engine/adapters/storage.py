@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+from m365vault.clock import Clock, utcnow
 from m365vault.engine.flushing import GroupFlush
 from m365vault.repository import Repository, RepositoryError, WrongPassword
 from m365vault.repository.backends.base import BackendError, Kind
@@ -45,15 +46,15 @@ class RepositorySaver:
             raise
 
 
-async def open_or_create(location: str, password: str, *, create: bool) -> Repository:
+async def open_or_create(location: str, password: str, *, create: bool, clock: Clock = utcnow) -> Repository:
     backend = await open_backend(location)
     try:
         empty = not [i async for i in backend.list(Kind.CONFIG)] and not [
             i async for i in backend.list(Kind.KEYS)
         ]
         if empty and create:
-            return await Repository.init(backend, password)
-        return await Repository.open(backend, password)
+            return await Repository.init(backend, password, clock=clock)
+        return await Repository.open(backend, password, clock=clock)
     except BaseException:
         await backend.close()
         raise
