@@ -81,6 +81,19 @@ def start_emulator(workdir: Path, scale: str = "small", seed: int = 1) -> Emulat
     return Emulator(proc, base, state / "emulator-cert.pem", client_id, state)
 
 
+class _AdminLogin(httpx.Auth):
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        token = self._server._token or self._server.login()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {self._server.login()}"
+            yield request
+
+
 @dataclass
 class Server:
     process: ChildProcess
@@ -92,20 +105,19 @@ class Server:
     _token: str | None = field(default=None, repr=False)
 
     def api(self) -> httpx.Client:
-        if self._token is None:
-            with httpx.Client(base_url=self.base_url, verify=False, timeout=30) as c:
-                r = c.post(
-                    "/v3/Token",
-                    data={"grant_type": "password", "username": ADMIN_USER, "password": ADMIN_PASSWORD},
-                )
-                r.raise_for_status()
-                self._token = r.json()["access_token"]
-        return httpx.Client(
-            base_url=self.base_url,
-            verify=False,
-            timeout=60,
-            headers={"Authorization": f"Bearer {self._token}"},
-        )
+        """A client of the v3 API, logged in as the admin; it logs in again when its token expires
+        (benchmarks run longer than a token lives)."""
+        return httpx.Client(base_url=self.base_url, verify=False, timeout=60, auth=_AdminLogin(self))
+
+    def login(self) -> str:
+        with httpx.Client(base_url=self.base_url, verify=False, timeout=30) as c:
+            r = c.post(
+                "/v3/Token",
+                data={"grant_type": "password", "username": ADMIN_USER, "password": ADMIN_PASSWORD},
+            )
+            r.raise_for_status()
+            self._token = str(r.json()["access_token"])
+        return self._token
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs (a crash)."""
