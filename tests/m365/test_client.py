@@ -115,6 +115,27 @@ async def test_at_most_four_concurrent_requests_per_mailbox() -> None:
         assert in_flight["max"] > 4  # three mailboxes, each with its own cap
 
 
+async def test_requests_beyond_the_connection_budget_wait_their_turn() -> None:
+    router = Router()
+    in_flight = {"now": 0, "max": 0}
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        await asyncio.sleep(0.01)
+        in_flight["now"] -= 1
+        return httpx.Response(200, json={"id": request.url.path})
+
+    router.on("GET", r"/users/", slow)
+    client = GraphClient(GRAPH, FakeTokens(), transport=router.transport, max_connections=5)
+    async with client:
+        answers = await asyncio.gather(
+            *(client.get_json(f"/users/u{i}/messages/m", scope=Scope.mailbox(f"u{i}")) for i in range(30))
+        )
+    assert in_flight["max"] == 5  # 30 mailboxes could go 4-wide each; the pool allows 5 in all
+    assert sorted(a["id"] for a in answers) == sorted(f"/v1.0/users/u{i}/messages/m" for i in range(30))
+
+
 async def test_token_bucket_spreads_requests_over_time() -> None:
     router = Router()
     router.on("GET", r"/drives/", httpx.Response(200, json={}))
