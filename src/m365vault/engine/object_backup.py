@@ -10,6 +10,10 @@ Only then is the next page read. Unchanged items (a version the catalog already 
 content read. During a resync round the token is held back until the round's last page, when
 items the catalog holds but the round did not return are marked gone; a crash in the middle of a
 resync round therefore repeats the round instead of losing the diff.
+
+Collections go in groups of `GROUP`: a `PrefetchingSource` first reads the group's first pages
+together (Graph `$batch`), and a round that is a single empty final page only queues its new
+token; the group's queued tokens are saved in one transaction after its last collection.
 """
 
 from __future__ import annotations
