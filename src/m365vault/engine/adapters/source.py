@@ -96,9 +96,17 @@ class GraphChangeSource:
         return await self._site(obj.id)
 
     async def _mailbox(self, user_id: str) -> list[CollectionRef]:
+        # Both folder trees are listed in full each run; their first pages share one $batch.
+        folders = delta.mail_folders_query(self._client, user_id)
+        contact_folders = delta.contact_folders_query(self._client, user_id)
+        firsts = await batch.get_many(
+            self._client,
+            [folders.first_request(None), contact_folders.first_request(None)],
+            scope=folders.scope,
+        )
         found: list[CollectionRef] = []
-        async for page in delta.mail_folders_delta(
-            self._client, user_id, token=None, known_ids=_no_known_ids
+        async for page in delta.read_delta(
+            self._client, folders, token=None, known_ids=_no_known_ids, first=firsts[0]
         ):
             for change in page.changes:
                 if not change.removed:
@@ -117,8 +125,8 @@ class GraphChangeSource:
             ref if ref.parent_id in ids else CollectionRef(ref.id, ref.kind, ref.name, None) for ref in found
         ]
         found.append(CollectionRef(CALENDAR_ID, CALENDAR, "Calendar"))
-        async for page in delta.contact_folders_delta(
-            self._client, user_id, token=None, known_ids=_no_known_ids
+        async for page in delta.read_delta(
+            self._client, contact_folders, token=None, known_ids=_no_known_ids, first=firsts[1]
         ):
             for change in page.changes:
                 if not change.removed:
