@@ -86,3 +86,27 @@ def test_throttled_sub_request_carries_its_own_retry_after(
         assert int(throttled["headers"]["Retry-After"]) >= 1
     finally:
         emu.admin("POST", "config", {"throttle": {"enabled": False, "mailboxRequestsPer10Min": 10_000}})
+
+
+def test_sub_requests_fail_on_their_own_and_answers_are_not_in_request_order(
+    graph: httpx.Client, emu: Emu
+) -> None:
+    reqs = [{"id": str(i), "method": "GET", "url": "/users?$top=1"} for i in range(20)]
+    out = graph.post("/$batch", json={"requests": reqs}).json()["responses"]
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in reqs)
+    assert [r["id"] for r in out] != [r["id"] for r in reqs]
+    emu.admin("POST", "config", {"faultRate": 0.6})
+    try:
+        statuses: list[int] = []
+        for _ in range(20):
+            try:
+                r = graph.post("/$batch", json={"requests": reqs})
+            except httpx.TransportError:
+                continue  # the batch request itself may draw a fault too
+            if r.status_code == 200:
+                statuses += [x["status"] for x in r.json()["responses"]]
+            if len(statuses) >= 40:
+                break
+    finally:
+        emu.admin("POST", "config", {"faultRate": 0})
+    assert {200, 500, 503} <= set(statuses), statuses

@@ -133,6 +133,11 @@ class Emulator:
         ticket = Ticket()
         try:
             auth.check_bearer(self.world, req)
+            # A sub-request fails on its own like any request (a dropped connection has no
+            # sub-request form: the batch answer as a whole is what gets cut).
+            fault = self.limiter.fault()
+            if fault in ("500", "503"):
+                raise _injected(fault)
             path, _ = normalise(req.path, dict(req.query))
             ticket = self.limiter.acquire(
                 Req(
@@ -213,13 +218,7 @@ class Emulator:
             if fault == "drop" and not download:
                 return Resp(200, _dropped(), {"Content-Length": "1024"})
             if fault in ("500", "503"):
-                code = "generalException" if fault == "500" else "serviceNotAvailable"
-                raise GraphError(
-                    int(fault),
-                    code,
-                    "Injected fault.",
-                    headers={"Retry-After": "1"} if fault == "503" else {},
-                )
+                raise _injected(fault)
             if upload:
                 return self._upload(req, path.split("/")[2])
             if download:
@@ -384,6 +383,13 @@ class Emulator:
 def _dropped() -> Iterator[bytes]:
     yield b"x" * 100
     raise DroppedConnection("injected dropped connection")
+
+
+def _injected(fault: str) -> GraphError:
+    code = "generalException" if fault == "500" else "serviceNotAvailable"
+    return GraphError(
+        int(fault), code, "Injected fault.", headers={"Retry-After": "1"} if fault == "503" else {}
+    )
 
 
 def _cut(body: Iterator[bytes], after: int = 100) -> Iterator[bytes]:

@@ -1,5 +1,6 @@
 """JSON batching (graph-protocol.md §6.5): up to 20 sub-requests, dependsOn, 424 for failed
-dependencies, per-item status. Sub-requests run through the same router, auth and limiters."""
+dependencies, per-item status, answers not in request order. Sub-requests run through the same
+router, auth, limiters and injected faults (500 / 503 per sub-request)."""
 
 from __future__ import annotations
 
@@ -114,4 +115,6 @@ def run_batch(outer: Req, dispatch: Callable[[Req], Resp]) -> Resp:
         if out_body is not None:
             item["body"] = out_body
         responses.append(item)
+    # Graph answers in any order; never the request order here, so clients must match by id.
+    responses.reverse()
     return Resp(200, {"responses": responses})

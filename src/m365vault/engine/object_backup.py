@@ -10,6 +10,10 @@ Only then is the next page read. Unchanged items (a version the catalog already 
 content read. During a resync round the token is held back until the round's last page, when
 items the catalog holds but the round did not return are marked gone; a crash in the middle of a
 resync round therefore repeats the round instead of losing the diff.
+
+Collections go in groups of `GROUP`: a `PrefetchingSource` first reads the group's first pages
+together (Graph `$batch`), and a round that is a single empty final page only queues its new
+token; the group's queued tokens are saved in one transaction after its last collection.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from m365vault.engine.ports import (
     ItemUnreadable,
     ItemVersion,
     PageRecord,
+    PrefetchingSource,
     VersionRecorder,
 )
 from m365vault.engine.queue import StopSignal
 from m365vault.engine.statistics import Counts
 
 T = TypeVar("T")
+GROUP = 20  # collections whose first pages are read ahead together (Graph's $batch limit)
 
 
 class StopRequested(Exception):
@@ -160,6 +166,7 @@ class ObjectBackup:
         self._item_concurrency = max(1, item_concurrency)
         self.total = Counts()
         self.skipped_items: list[str] = []  # "name: reason", for the log (first few only)
+        self._quiet: list[PageRecord] = []  # token-only records of unchanged collections
 
     async def run(self) -> Counts:
         started = time.monotonic()
@@ -170,13 +177,18 @@ class ObjectBackup:
         live = {collection.id for collection in collections}
         known = await self._recorder.known_collections(self.obj)
         failures: list[str] = []
-        for collection in collections:
-            try:
-                await self._collection(collection)
-            except (StopRequested, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # one bad folder must not stop the others
-                failures.append(f"{collection.name or collection.id}: {describe_error(exc)}")
+        for start in range(0, len(collections), GROUP):
+            group = collections[start : start + GROUP]
+            tokens = [await self._recorder.load_token(self.obj, collection.id) for collection in group]
+            await self._prefetch(list(zip(group, tokens, strict=True)))
+            for collection, token in zip(group, tokens, strict=True):
+                try:
+                    await self._collection(collection, token)
+                except (StopRequested, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # one bad folder must not stop the others
+                    failures.append(f"{collection.name or collection.id}: {describe_error(exc)}")
+            await self._commit_quiet()
         for collection in known:
             if collection.id not in live and not self._stop.is_set():
                 await self._retire(collection)
@@ -184,10 +196,20 @@ class ObjectBackup:
             raise ObjectFailed("; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""))
         return self.total
 
-    async def _collection(self, collection: CollectionRef) -> None:
-        saved_token = await self._recorder.load_token(self.obj, collection.id)
+    async def _prefetch(self, starts: list[tuple[CollectionRef, str | None]]) -> None:
+        """Let a batching source read the group's first pages in a few round trips."""
+        if not isinstance(self._source, PrefetchingSource):
+            return
+        started = time.monotonic()
+        await until_stopped(self._stop, self._source.prefetch(self.obj, starts))
+        counts = Counts(source_seconds=time.monotonic() - started)
+        self.total = self.total + counts
+        await self._on_page(counts)
+
+    async def _collection(self, collection: CollectionRef, saved_token: str | None) -> None:
         resync_live: set[str] | None = None
         seen: set[str] = set()
+        first = True
         pages = self._source.changes(self.obj, collection, saved_token)
         try:
             while True:
@@ -196,6 +218,15 @@ class ObjectBackup:
                 read_seconds = time.monotonic() - started
                 if page is None:
                     return
+                if first and page.final and not page.resync and not page.changes and page.token:
+                    # Nothing changed: only the new token to save, with the group's other quiet ones.
+                    if page.token != saved_token:
+                        self._quiet.append(PageRecord(collection, [], [], page.token, self._clock()))
+                    counts = Counts(source_seconds=read_seconds)
+                    self.total = self.total + counts
+                    await self._on_page(counts)
+                    continue
+                first = False
                 if page.resync and resync_live is None:
                     resync_live = await self._recorder.live_ids(self.obj, collection.id)
                     seen = set()
@@ -295,6 +326,19 @@ class ObjectBackup:
             await self._saver.flush()
         await self._recorder.record_page(self.obj, record)
         return Counts(target_seconds=time.monotonic() - started)
+
+    async def _commit_quiet(self) -> None:
+        """Save the tokens of the group's unchanged collections in one transaction. A token that
+        is not saved (stop, crash) costs nothing but a repeat of the same empty round; saving it
+        matters because Outlook keeps only the newest few sync states of a folder (§3.1)."""
+        records, self._quiet = self._quiet, []
+        if not records:
+            return
+        started = time.monotonic()
+        await asyncio.shield(self._recorder.record_pages(self.obj, records))
+        counts = Counts(target_seconds=time.monotonic() - started)
+        self.total = self.total + counts
+        await self._on_page(counts)
 
     async def _retire(self, collection: CollectionRef) -> None:
         gone = sorted(await self._recorder.live_ids(self.obj, collection.id))

@@ -7,7 +7,7 @@ are wired together) implement them. Values crossing a port are plain frozen data
 Write order, the invariant everything here serves:
     content saved (`ContentSaver.save`) -> content durable (`ContentSaver.flush`)
     -> versions, gone-marks and the collection's delta token in ONE transaction
-       (`VersionRecorder.record_page`)
+       (`VersionRecorder.record_page`; `record_pages` joins several pages' transactions)
 A token is therefore never ahead of what the catalog holds, and what the catalog holds never
 points at content that is not durable.
 """
@@ -18,7 +18,7 @@ import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # ---------------------------------------------------------------- planning: the tenant's directory
 
@@ -206,6 +206,16 @@ class ChangeSource(Protocol):
         ...
 
 
+@runtime_checkable
+class PrefetchingSource(ChangeSource, Protocol):
+    """A source that can read the first page of many collections at once (Graph `$batch`)."""
+
+    async def prefetch(self, obj: BackupObject, starts: Sequence[tuple[CollectionRef, str | None]]) -> None:
+        """Read ahead the first page of `changes(obj, collection, token)` for each (collection,
+        token); that call then starts from it. An error of one read surfaces in its `changes`."""
+        ...
+
+
 # ---------------------------------------------------------------- writing content
 
 
@@ -271,6 +281,10 @@ class VersionRecorder(Protocol):
     async def record_page(self, obj: BackupObject, page: PageRecord) -> None:
         """Apply versions, gone-marks and token atomically: all of it or none of it.
         Idempotent for a version already recorded with the same version_key."""
+        ...
+
+    async def record_pages(self, obj: BackupObject, pages: Sequence[PageRecord]) -> None:
+        """`record_page` for several pages (of different collections) in one transaction."""
         ...
 
 

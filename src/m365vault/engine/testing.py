@@ -362,11 +362,25 @@ class MemoryCatalog:
         return {i for i, rows in state.items.items() if rows and rows[-1].gone_at is None}
 
     async def record_page(self, obj: BackupObject, page: PageRecord) -> None:
+        await self.record_pages(obj, [page])
+
+    async def record_pages(self, obj: BackupObject, pages: Sequence[PageRecord]) -> None:
+        # Stage every page on copies; nothing is visible until all are staged (atomic).
+        staged = [self._stage(obj, page) for page in pages]
+        if self._crash_in is not None:
+            if self._crash_in == 0:
+                self._crash_in = None
+                raise SimulatedCrash("catalog commit interrupted")  # the copies are dropped: rollback
+            self._crash_in -= 1
+        for page, touched in zip(pages, staged, strict=True):
+            self._publish(obj, page, touched)
+        self.commits += 1
+
+    def _stage(self, obj: BackupObject, page: PageRecord) -> dict[str, list[VersionRow]]:
         for version in page.versions:
             ref = version.content_ref
             if self.store is not None and ref is not None and ref not in self.store.durable:
                 raise AssertionError(f"write order violated: {version.content_ref} is not durable")
-        # Work on copies of the touched rows only; nothing is visible until the end (atomic).
         existing = self._state.get(obj.key, {}).get(page.collection.id)
         items = existing.items if existing else {}
         touched: dict[str, list[VersionRow]] = {}
@@ -383,16 +397,13 @@ class MemoryCatalog:
                     continue  # a replay
                 rows[-1].gone_at = page.at
             rows.append(VersionRow(version.version_key, version.content_ref, version.size, page.at))
-        if self._crash_in is not None:
-            if self._crash_in == 0:
-                self._crash_in = None
-                raise SimulatedCrash("catalog commit interrupted")  # the copies are dropped: rollback
-            self._crash_in -= 1
         for item_id in page.gone:
             rows = rows_of(item_id)
             if rows and rows[-1].gone_at is None:
                 rows[-1].gone_at = page.at
-        # Commit: publish everything at once.
+        return touched
+
+    def _publish(self, obj: BackupObject, page: PageRecord, touched: dict[str, list[VersionRow]]) -> None:
         collections = self._state.setdefault(obj.key, {})
         state = collections.setdefault(page.collection.id, _CatalogCollection(page.collection))
         state.ref, state.retired = page.collection, False
@@ -402,7 +413,6 @@ class MemoryCatalog:
             self.token_history.append((obj.key[1], page.collection.id, page.token))
         if page.retire:
             state.token, state.retired = None, True
-        self.commits += 1
 
     # -------------------------------------------------------- inspection for tests
 

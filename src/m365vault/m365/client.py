@@ -56,7 +56,7 @@ MAX_CONNECTIONS = 64
 
 
 @dataclass
-class _Failures:
+class Failures:
     """Failures of one call so far, counted per kind: each kind has its own budget."""
 
     throttled: int = 0
@@ -280,7 +280,7 @@ class GraphClient:
         lane = self.lane(scope)
         url = self.url(path)
         attempt = 0
-        failures = _Failures()
+        failures = Failures()
         reauthenticated = False
         while True:
             attempt += 1
@@ -319,7 +319,7 @@ class GraphClient:
                         self.tokens.invalidate(token)
                         reauthenticated = True
                         continue
-                    wait = self._status_retry(response, body, lane, attempt, failures, idempotent)
+                    wait = self.status_retry(response, body, lane, attempt, failures, idempotent)
             # The lane slot is released before waiting, so a back-off never blocks other workers.
             await self.timer.sleep(wait)
 
@@ -364,16 +364,18 @@ class GraphClient:
         log.info("Graph %s attempt %d: %s; retrying", where, attempt, exc.__class__.__name__)
         return self._backoff(attempt)
 
-    def _status_retry(
+    def status_retry(
         self,
         response: httpx.Response,
         body: Any,
         lane: Lane,
         attempt: int,
-        failures: _Failures,
+        failures: Failures,
         idempotent: bool,
     ) -> float:
-        """Seconds to wait before retrying this error answer, or raise its classified error."""
+        """Seconds to wait before retrying this error answer, or raise its classified error.
+
+        Also used for `$batch` sub-responses (m365/batch.py), so both follow one policy."""
         status = response.status_code
         # A 504 may come after the service acted: replaying a non-idempotent write could duplicate it.
         throttled = status in THROTTLE_STATUSES and (idempotent or status != 504)

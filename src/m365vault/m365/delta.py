@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from m365vault.m365.batch import BatchGet, Outcome
 from m365vault.m365.client import GraphClient, segment
-from m365vault.m365.errors import DeltaResyncRequired, GraphPermanent
+from m365vault.m365.errors import DeltaResyncRequired, GraphError, GraphPermanent
 from m365vault.m365.paging import page_items
 from m365vault.m365.throttle import Scope
 
@@ -102,38 +103,48 @@ async def _iterate_known(known_ids: KnownIds) -> AsyncIterator[str]:
             yield item_id
 
 
+@dataclass(frozen=True)
+class DeltaQuery:
+    """Where a collection's delta rounds start and how their requests are made.
+
+    Query options go on the initial request only (Graph bakes them into its links); a round
+    without a token (a first round, a resync) is charged `initial_cost`, one from a link `token_cost`.
+    """
+
+    initial: str
+    scope: Scope
+    flavor: Flavor
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    initial_cost: float = 1.0
+    token_cost: float = 1.0
+
+    def first_request(self, token: str | None) -> BatchGet:
+        """The first GET of a round from `token` (None: a first, full round), e.g. for `$batch`."""
+        if token:
+            return BatchGet(token, headers=self.headers, cost=self.token_cost)
+        return BatchGet(self.initial, params=self.params, headers=self.headers, cost=self.initial_cost)
+
+
 async def read_delta(
     client: GraphClient,
-    initial: str,
+    query: DeltaQuery,
     *,
     token: str | None,
     known_ids: KnownIds,
-    scope: Scope,
-    flavor: Flavor,
-    params: Mapping[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-    initial_cost: float = 1.0,
-    token_cost: float = 1.0,
+    first: Outcome | None = None,
 ) -> AsyncIterator[DeltaPage]:
-    """One delta round from `token` (or a first full round from `initial`), resyncing if needed."""
-    url = token or initial
+    """One delta round from `token` (or a first full round), resyncing if needed.
+
+    `first` is the answer to `query.first_request(token)` when it was already fetched (a `$batch`
+    sub-response, or its error): the round then starts from it instead of sending that GET again.
+    """
+    url = token or query.initial
     state = _RoundState(resync=False)
     resyncs = 0
     while True:
         try:
-            async for page in _round(
-                client,
-                url,
-                initial,
-                state,
-                known_ids,
-                scope,
-                flavor,
-                params,
-                headers,
-                initial_cost,
-                token_cost,
-            ):
+            async for page in _round(client, query, url, state, known_ids, first):
                 yield page
             return
         except DeltaResyncRequired as exc:
@@ -141,35 +152,36 @@ async def read_delta(
             if resyncs > MAX_CONSECUTIVE_RESYNCS:
                 raise
             location = exc.location
-            url = location if location and location.startswith(("https://", "http://")) else initial
+            url = location if location and location.startswith(("https://", "http://")) else query.initial
             state = _RoundState(resync=True)
+        first = None
 
 
 async def _round(
     client: GraphClient,
+    query: DeltaQuery,
     url: str,
-    initial: str,
     state: _RoundState,
     known_ids: KnownIds,
-    scope: Scope,
-    flavor: Flavor,
-    params: Mapping[str, str] | None,
-    headers: Mapping[str, str] | None,
-    initial_cost: float,
-    token_cost: float,
+    first: Outcome | None,
 ) -> AsyncIterator[DeltaPage]:
     # A round without a token (first round, or a resync from `initial` or a 410's Location) costs more.
-    tokenless = url == initial or state.resync
+    tokenless = url == query.initial or state.resync
     while True:
-        body = await client.get_json(
-            url,
-            scope=scope,
-            cost=initial_cost if tokenless else token_cost,
-            params=params if url == initial else None,
-            headers=headers,
-        )
+        if first is not None:
+            body, first = first, None
+            if isinstance(body, GraphError):
+                raise body
+        else:
+            body = await client.get_json(
+                url,
+                scope=query.scope,
+                cost=query.initial_cost if tokenless else query.token_cost,
+                params=query.params if url == query.initial else None,
+                headers=query.headers,
+            )
         tokenless = False
-        changes = [_change(item, flavor) for item in page_items(body)]
+        changes = [_change(item, query.flavor) for item in page_items(body)]
         for change in changes:
             state.note(change)
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
@@ -201,6 +213,102 @@ def _outlook_headers(page_size: int) -> dict[str, str]:
     return {"Prefer": f'IdType="ImmutableId", odata.maxpagesize={page_size}'}
 
 
+def mail_folders_query(
+    client: GraphClient, user_id: str, *, page_size: int = 100, select: str = MAIL_FOLDER_SELECT
+) -> DeltaQuery:
+    """The whole mail folder tree (every level, with parentFolderId), then its changes."""
+    return DeltaQuery(
+        client.url(f"/users/{segment(user_id)}/mailFolders/delta"),
+        Scope.mailbox(user_id),
+        "outlook",
+        params={"$select": select},
+        headers=_outlook_headers(page_size),
+    )
+
+
+def messages_query(
+    client: GraphClient, user_id: str, folder_id: str, *, page_size: int = 100, select: str = MESSAGE_SELECT
+) -> DeltaQuery:
+    """Messages of one folder (there is no mailbox-wide message delta)."""
+    return DeltaQuery(
+        client.url(f"/users/{segment(user_id)}/mailFolders/{segment(folder_id)}/messages/delta"),
+        Scope.mailbox(user_id),
+        "outlook",
+        params={"$select": select},
+        headers=_outlook_headers(page_size),
+    )
+
+
+def calendar_query(
+    client: GraphClient, user_id: str, *, start: datetime, end: datetime, page_size: int = 100
+) -> DeltaQuery:
+    """Events of the primary calendar in [start, end) as expanded instances (v1.0 calendarView delta).
+
+    Graph fixes the window in the token; removals may also name events outside it.
+    """
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise ValueError("calendar window needs aware datetimes with start < end")
+    return DeltaQuery(
+        client.url(f"/users/{segment(user_id)}/calendarView/delta"),
+        Scope.mailbox(user_id),
+        "outlook",
+        params={"startDateTime": _iso(start), "endDateTime": _iso(end)},
+        headers=_outlook_headers(page_size),
+    )
+
+
+def contact_folders_query(client: GraphClient, user_id: str, *, page_size: int = 100) -> DeltaQuery:
+    return DeltaQuery(
+        client.url(f"/users/{segment(user_id)}/contactFolders/delta"),
+        Scope.mailbox(user_id),
+        "outlook",
+        params={"$select": CONTACT_FOLDER_SELECT},
+        headers=_outlook_headers(page_size),
+    )
+
+
+def contacts_query(client: GraphClient, user_id: str, folder_id: str, *, page_size: int = 100) -> DeltaQuery:
+    return DeltaQuery(
+        client.url(f"/users/{segment(user_id)}/contactFolders/{segment(folder_id)}/contacts/delta"),
+        Scope.mailbox(user_id),
+        "outlook",
+        headers=_outlook_headers(page_size),
+    )
+
+
+def drive_query(client: GraphClient, drive_id: str, *, page_size: int | None = None) -> DeltaQuery:
+    """Every driveItem of a drive, then changes; deletions carry the `deleted` facet.
+
+    The drive root appears as an item (`root` facet); parentReference has no path in delta, so
+    callers rebuild paths from parent ids. SharePoint charges 2 RU without a token, 1 with one.
+    """
+    return DeltaQuery(
+        client.url(f"/drives/{segment(drive_id)}/root/delta"),
+        Scope.sharepoint(),
+        "drive",
+        params={"$top": str(page_size)} if page_size else None,
+        initial_cost=2,
+        token_cost=1,
+    )
+
+
+def list_items_query(
+    client: GraphClient, site_id: str, list_id: str, *, expand_fields: bool = True
+) -> DeltaQuery:
+    """Items of a SharePoint list (with their `fields` by default), then changes."""
+    return DeltaQuery(
+        client.url(f"/sites/{segment(site_id)}/lists/{segment(list_id)}/items/delta"),
+        Scope.sharepoint(),
+        "drive",
+        params={"$expand": "fields"} if expand_fields else None,
+        initial_cost=2,
+        token_cost=1,
+    )
+
+
+# One round of each kind, for callers that do not batch first requests.
+
+
 def mail_folders_delta(
     client: GraphClient,
     user_id: str,
@@ -210,17 +318,8 @@ def mail_folders_delta(
     page_size: int = 100,
     select: str = MAIL_FOLDER_SELECT,
 ) -> AsyncIterator[DeltaPage]:
-    """The whole mail folder tree (every level, with parentFolderId), then its changes."""
-    return read_delta(
-        client,
-        client.url(f"/users/{segment(user_id)}/mailFolders/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.mailbox(user_id),
-        flavor="outlook",
-        params={"$select": select},
-        headers=_outlook_headers(page_size),
-    )
+    query = mail_folders_query(client, user_id, page_size=page_size, select=select)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def messages_delta(
@@ -233,17 +332,8 @@ def messages_delta(
     page_size: int = 100,
     select: str = MESSAGE_SELECT,
 ) -> AsyncIterator[DeltaPage]:
-    """Messages of one folder (there is no mailbox-wide message delta)."""
-    return read_delta(
-        client,
-        client.url(f"/users/{segment(user_id)}/mailFolders/{segment(folder_id)}/messages/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.mailbox(user_id),
-        flavor="outlook",
-        params={"$select": select},
-        headers=_outlook_headers(page_size),
-    )
+    query = messages_query(client, user_id, folder_id, page_size=page_size, select=select)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def calendar_delta(
@@ -256,37 +346,15 @@ def calendar_delta(
     known_ids: KnownIds,
     page_size: int = 100,
 ) -> AsyncIterator[DeltaPage]:
-    """Events of the primary calendar in [start, end) as expanded instances (v1.0 calendarView delta).
-
-    Graph fixes the window in the token; removals may also name events outside it.
-    """
-    if start.tzinfo is None or end.tzinfo is None or end <= start:
-        raise ValueError("calendar window needs aware datetimes with start < end")
-    return read_delta(
-        client,
-        client.url(f"/users/{segment(user_id)}/calendarView/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.mailbox(user_id),
-        flavor="outlook",
-        params={"startDateTime": _iso(start), "endDateTime": _iso(end)},
-        headers=_outlook_headers(page_size),
-    )
+    query = calendar_query(client, user_id, start=start, end=end, page_size=page_size)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def contact_folders_delta(
     client: GraphClient, user_id: str, *, token: str | None, known_ids: KnownIds, page_size: int = 100
 ) -> AsyncIterator[DeltaPage]:
-    return read_delta(
-        client,
-        client.url(f"/users/{segment(user_id)}/contactFolders/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.mailbox(user_id),
-        flavor="outlook",
-        params={"$select": CONTACT_FOLDER_SELECT},
-        headers=_outlook_headers(page_size),
-    )
+    query = contact_folders_query(client, user_id, page_size=page_size)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def contacts_delta(
@@ -298,15 +366,8 @@ def contacts_delta(
     known_ids: KnownIds,
     page_size: int = 100,
 ) -> AsyncIterator[DeltaPage]:
-    return read_delta(
-        client,
-        client.url(f"/users/{segment(user_id)}/contactFolders/{segment(folder_id)}/contacts/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.mailbox(user_id),
-        flavor="outlook",
-        headers=_outlook_headers(page_size),
-    )
+    query = contacts_query(client, user_id, folder_id, page_size=page_size)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def drive_delta(
@@ -317,23 +378,8 @@ def drive_delta(
     known_ids: KnownIds,
     page_size: int | None = None,
 ) -> AsyncIterator[DeltaPage]:
-    """Every driveItem of a drive, then changes; deletions carry the `deleted` facet.
-
-    The drive root appears as an item (`root` facet); parentReference has no path in delta, so
-    callers rebuild paths from parent ids. SharePoint charges 2 RU without a token, 1 with one.
-    """
-    params = {"$top": str(page_size)} if page_size else None
-    return read_delta(
-        client,
-        client.url(f"/drives/{segment(drive_id)}/root/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.sharepoint(),
-        flavor="drive",
-        params=params,
-        initial_cost=2,
-        token_cost=1,
-    )
+    query = drive_query(client, drive_id, page_size=page_size)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def list_items_delta(
@@ -345,18 +391,8 @@ def list_items_delta(
     known_ids: KnownIds,
     expand_fields: bool = True,
 ) -> AsyncIterator[DeltaPage]:
-    """Items of a SharePoint list (with their `fields` by default), then changes."""
-    return read_delta(
-        client,
-        client.url(f"/sites/{segment(site_id)}/lists/{segment(list_id)}/items/delta"),
-        token=token,
-        known_ids=known_ids,
-        scope=Scope.sharepoint(),
-        flavor="drive",
-        params={"$expand": "fields"} if expand_fields else None,
-        initial_cost=2,
-        token_cost=1,
-    )
+    query = list_items_query(client, site_id, list_id, expand_fields=expand_fields)
+    return read_delta(client, query, token=token, known_ids=known_ids)
 
 
 def _iso(moment: datetime) -> str:

@@ -7,8 +7,9 @@ keeps the connector's kind; items are entries under their parent (drive items un
 so restore sees the tree). The version key travels in `extras.versionKey`, which takes part in
 the catalog's change detection. Delta tokens are saved under the collection id.
 
-Each `record_page` is one database transaction: versions, gone-marks, the container and the
-token (or its removal, for a retired collection) commit together or not at all.
+Each `record_page` (and each `record_pages`, for several pages) is one database transaction:
+versions, gone-marks, the container and the token (or its removal, for a retired collection)
+commit together or not at all.
 """
 
 from __future__ import annotations
@@ -269,33 +270,43 @@ class CatalogRecorder:
         return await asyncio.to_thread(walk)
 
     async def record_page(self, obj: BackupObject, page: PageRecord) -> None:
-        self._kinds[page.collection.id] = page.collection.kind
-        ref = await self.object_ref(obj, page.at)
-        write = self._page_write(page)
-        collection = page.collection
+        await self.record_pages(obj, [page])
+
+    async def record_pages(self, obj: BackupObject, pages: Sequence[PageRecord]) -> None:
+        if not pages:
+            return
+        for page in pages:
+            self._kinds[page.collection.id] = page.collection.kind
+        ref = await self.object_ref(obj, pages[0].at)
+        writes = [(page, self._page_write(page)) for page in pages]
 
         def commit() -> None:
             with self._engine.begin() as conn:
-                page_write = write
-                if page.gone and not _nested(collection.id, collection.kind) and not page.retire:
-                    here = self._extras(ref.id, list(page.gone), collection.id, conn)
-                    page_write = replace(write, gones=tuple(g for g in write.gones if g.external_id in here))
-                self._writer.apply_page_in(conn, ref.id, page_write)
-                if page.retire:
-                    conn.execute(
-                        delete(sync_state_table).where(
-                            sync_state_table.c.object_id == ref.id,
-                            sync_state_table.c.collection == collection.id,
-                        )
-                    )
+                for page, write in writes:
+                    self._apply(conn, ref.id, page, write)
 
         await asyncio.to_thread(commit)
         tokens = self._tokens.get(obj.key)
         if tokens is not None:
-            if page.retire:
-                tokens.pop(collection.id, None)
-            elif write.delta_token is not None:
-                tokens[collection.id] = write.delta_token[1]
+            for page, write in writes:
+                if page.retire:
+                    tokens.pop(page.collection.id, None)
+                elif write.delta_token is not None:
+                    tokens[page.collection.id] = write.delta_token[1]
+
+    def _apply(self, conn: Connection, object_id: int, page: PageRecord, write: PageWrite) -> None:
+        collection = page.collection
+        if page.gone and not _nested(collection.id, collection.kind) and not page.retire:
+            here = self._extras(object_id, list(page.gone), collection.id, conn)
+            write = replace(write, gones=tuple(g for g in write.gones if g.external_id in here))
+        self._writer.apply_page_in(conn, object_id, write)
+        if page.retire:
+            conn.execute(
+                delete(sync_state_table).where(
+                    sync_state_table.c.object_id == object_id,
+                    sync_state_table.c.collection == collection.id,
+                )
+            )
 
     @staticmethod
     def _page_write(page: PageRecord) -> PageWrite:

@@ -13,7 +13,8 @@ library itself). Version keys: `changeKey` for Outlook items, `eTag` for drive a
 changes with content, name and location).
 
 A new `GraphChangeSource` is made per task: it caches the raw JSON of the page being processed
-(for the JSON-content kinds) and each drive's root id.
+(for the JSON-content kinds), each drive's root id, and the first delta pages `prefetch` read
+through `$batch` until `changes` consumes them.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from m365vault.engine.ports import (
     ItemUnreadable,
     ObjectKind,
 )
-from m365vault.m365 import content, delta, enumeration
+from m365vault.m365 import batch, content, delta, enumeration
 from m365vault.m365.client import GraphClient, segment
-from m365vault.m365.delta import DeltaChange, DeltaPage
+from m365vault.m365.delta import DeltaChange, DeltaQuery
 from m365vault.m365.errors import GraphForbidden, GraphItemUnreadable, GraphNotFound
 from m365vault.m365.throttle import Scope
 
@@ -76,6 +77,8 @@ class GraphChangeSource:
         self._raw: dict[str, bytes] = {}  # item id -> JSON of the page in progress
         self._drive_roots: dict[str, str] = {}
         self._groups = GroupConversations(client)
+        # collection id -> (the token it was read from, its first delta page or that read's error)
+        self._primed: dict[str, tuple[str, batch.Outcome]] = {}
 
     # ------------------------------------------------------------ collections
 
@@ -93,9 +96,17 @@ class GraphChangeSource:
         return await self._site(obj.id)
 
     async def _mailbox(self, user_id: str) -> list[CollectionRef]:
+        # Both folder trees are listed in full each run; their first pages share one $batch.
+        folders = delta.mail_folders_query(self._client, user_id)
+        contact_folders = delta.contact_folders_query(self._client, user_id)
+        firsts = await batch.get_many(
+            self._client,
+            [folders.first_request(None), contact_folders.first_request(None)],
+            scope=folders.scope,
+        )
         found: list[CollectionRef] = []
-        async for page in delta.mail_folders_delta(
-            self._client, user_id, token=None, known_ids=_no_known_ids
+        async for page in delta.read_delta(
+            self._client, folders, token=None, known_ids=_no_known_ids, first=firsts[0]
         ):
             for change in page.changes:
                 if not change.removed:
@@ -114,8 +125,8 @@ class GraphChangeSource:
             ref if ref.parent_id in ids else CollectionRef(ref.id, ref.kind, ref.name, None) for ref in found
         ]
         found.append(CollectionRef(CALENDAR_ID, CALENDAR, "Calendar"))
-        async for page in delta.contact_folders_delta(
-            self._client, user_id, token=None, known_ids=_no_known_ids
+        async for page in delta.read_delta(
+            self._client, contact_folders, token=None, known_ids=_no_known_ids, first=firsts[1]
         ):
             for change in page.changes:
                 if not change.removed:
@@ -147,6 +158,21 @@ class GraphChangeSource:
 
     # ------------------------------------------------------------ changes
 
+    async def prefetch(self, obj: BackupObject, starts: Sequence[tuple[CollectionRef, str | None]]) -> None:
+        """Read the first delta page of every collection that has a token through `$batch` (one
+        sub-request each instead of one round trip each); `changes` then starts from that page.
+        First rounds are long anyway and are read as before."""
+        wanted: dict[Scope, list[tuple[CollectionRef, str, DeltaQuery]]] = {}
+        for collection, token in starts:
+            if token and collection.kind != CONVERSATIONS:  # conversations have no delta
+                query = self._query(obj, collection)
+                wanted.setdefault(query.scope, []).append((collection, token, query))
+        for scope, group in wanted.items():
+            requests = [query.first_request(token) for _, token, query in group]
+            outcomes = await batch.get_many(self._client, requests, scope=scope)
+            for (collection, token, _), outcome in zip(group, outcomes, strict=True):
+                self._primed[collection.id] = (token, outcome)
+
     async def changes(
         self, obj: BackupObject, collection: CollectionRef, token: str | None
     ) -> AsyncIterator[ChangePage]:
@@ -154,7 +180,11 @@ class GraphChangeSource:
             async for listed in self._groups.changes(obj):
                 yield listed
             return
-        pages = self._pages(obj, collection, token)
+        primed = self._primed.pop(collection.id, None)
+        first = primed[1] if primed is not None and primed[0] == token else None
+        pages = delta.read_delta(
+            self._client, self._query(obj, collection), token=token, known_ids=_no_known_ids, first=first
+        )
         async for page in pages:
             self._raw.clear()
             converted = [self._convert(obj, collection, change) for change in page.changes]
@@ -162,28 +192,19 @@ class GraphChangeSource:
                 [c for c in converted if c is not None], page.token, final=page.complete, resync=page.resync
             )
 
-    def _pages(
-        self, obj: BackupObject, collection: CollectionRef, token: str | None
-    ) -> AsyncIterator[DeltaPage]:
+    def _query(self, obj: BackupObject, collection: CollectionRef) -> DeltaQuery:
         client, kind = self._client, collection.kind
         if kind == MAIL_FOLDER:
-            return delta.messages_delta(client, obj.id, collection.id, token=token, known_ids=_no_known_ids)
+            return delta.messages_query(client, obj.id, collection.id)
         if kind == CALENDAR:
             now = self._clock()
-            return delta.calendar_delta(
-                client,
-                obj.id,
-                start=now - CALENDAR_PAST,
-                end=now + CALENDAR_FUTURE,
-                token=token,
-                known_ids=_no_known_ids,
-            )
+            return delta.calendar_query(client, obj.id, start=now - CALENDAR_PAST, end=now + CALENDAR_FUTURE)
         if kind == CONTACT_FOLDER:
-            return delta.contacts_delta(client, obj.id, collection.id, token=token, known_ids=_no_known_ids)
+            return delta.contacts_query(client, obj.id, collection.id)
         if kind == DRIVE:
-            return delta.drive_delta(client, collection.id, token=token, known_ids=_no_known_ids)
+            return delta.drive_query(client, collection.id)
         if kind == LIST:
-            return delta.list_items_delta(client, obj.id, collection.id, token=token, known_ids=_no_known_ids)
+            return delta.list_items_query(client, obj.id, collection.id)
         raise ValueError(f"unknown collection kind {kind!r}")
 
     def _convert(
