@@ -178,6 +178,9 @@ def test_fault_injection(own: Emu) -> None:
     finally:
         own.admin("POST", "config", {"faultRate": 0})
     assert {200, 500, 503, "dropped"} <= set(outcomes), outcomes
+    stats = own.admin("GET", "stats").json()["statuses"]
+    served = [o for o in outcomes if isinstance(o, int)]
+    assert stats.get("500", 0) >= served.count(500) > 0 and stats.get("503", 0) >= served.count(503) > 0
     with own.client() as g:
         assert g.get("/users").status_code == 200
 
