@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -87,18 +87,23 @@ async def test_throttle_pauses_every_worker_of_the_mailbox_but_not_others() -> N
     assert at["u1:a"] - seen[0][1] >= 0.29  # and so did the retry
 
 
-async def test_at_most_four_concurrent_requests_per_mailbox() -> None:
-    router = Router()
-    in_flight = {"now": 0, "max": 0}
+def _slow_counting(in_flight: dict[str, int]) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """A 10 ms handler that records how many requests it holds at once (echoing the path)."""
 
     async def slow(request: httpx.Request) -> httpx.Response:
         in_flight["now"] += 1
         in_flight["max"] = max(in_flight["max"], in_flight["now"])
         await asyncio.sleep(0.01)
         in_flight["now"] -= 1
-        return httpx.Response(200, json={})
+        return httpx.Response(200, json={"id": request.url.path})
 
-    router.on("GET", r"/users/", slow)
+    return slow
+
+
+async def test_at_most_four_concurrent_requests_per_mailbox() -> None:
+    router = Router()
+    in_flight = {"now": 0, "max": 0}
+    router.on("GET", r"/users/", _slow_counting(in_flight))
     client, _, _ = make_client(router)
     async with client:
         await asyncio.gather(
@@ -118,15 +123,7 @@ async def test_at_most_four_concurrent_requests_per_mailbox() -> None:
 async def test_requests_beyond_the_connection_budget_wait_their_turn() -> None:
     router = Router()
     in_flight = {"now": 0, "max": 0}
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        in_flight["now"] += 1
-        in_flight["max"] = max(in_flight["max"], in_flight["now"])
-        await asyncio.sleep(0.01)
-        in_flight["now"] -= 1
-        return httpx.Response(200, json={"id": request.url.path})
-
-    router.on("GET", r"/users/", slow)
+    router.on("GET", r"/users/", _slow_counting(in_flight))
     client = GraphClient(GRAPH, FakeTokens(), transport=router.transport, max_connections=5)
     async with client:
         answers = await asyncio.gather(
