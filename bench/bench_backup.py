@@ -6,8 +6,9 @@
     and the CPU time it cost the emulator and the server;
 (d) the server's backup throughput against the repository pipeline's own limit, measured in the same
     run by saving items of the same count and mean size straight into a fresh repository.
-(c) the peak-RSS ratio for a 10x larger tenant is not measured here (it needs the `large` scale,
-    minutes of generation and a long run on this machine).
+(c) the server's peak RSS for a tenant 10x larger: before the main run, a full backup of the
+    tenant a tenth of its size (scale `tenth` for medium, `medium` for large; small has none) by its
+    own server process; the ratio of the two peaks (target <= 1.2).
 
 `python -m bench.bench_backup [--scale small|medium|large] [--stop-after SECONDS]` (default medium;
 large needs hours on a 2-core machine: `--stop-after` reports the part of the full run done by then).
@@ -21,6 +22,7 @@ import os
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,52 @@ async def repository_limit(items: int, mean_size: int, workdir: Path) -> float:
     return total / 1e6 / elapsed
 
 
+SMALLER = {"medium": "tenth", "large": "medium"}  # the tenant a tenth the size, for (c)
+
+
+@dataclass(frozen=True)
+class Peak:
+    scale: str
+    items: int
+    megabytes: float
+    peak_rss_mb: float
+
+
+def smaller_tenant_peak(scale: str, work: Path) -> Peak | None:
+    """(c)'s small side: a full backup of the tenant a tenth of `scale`, by its own processes."""
+    smaller = SMALLER.get(scale)
+    if smaller is None:
+        return None
+    side = work / f"peak-{smaller}"
+    side.mkdir()
+    emulator = start_emulator(side, scale=smaller)
+    try:
+        server = start_server(side, emulator, "--no-scheduler")
+        try:
+            with server.api() as api:
+                org = api.post("/v3/Organizations", json=organization_body(emulator)).json()
+                job = add_entire_org_job(api, org["id"])
+            stats = run_job(server, job["id"], None)["statistics"]
+            peak = peak_rss_mb(server.process.pid)
+        finally:
+            server.stop()
+    finally:
+        emulator.stop()
+    return Peak(smaller, stats["processedObjects"], stats["transferredDataBytes"] / 1e6, peak)
+
+
+def print_peak_ratio(small: Peak | None, large: Peak) -> None:
+    if small is None:
+        print(f"(c) 10x tenant peak-RSS ratio: not measured (no tenant a tenth of {large.scale})")
+        return
+    print(
+        f"(c) peak RSS {small.peak_rss_mb:.0f} MB ({small.scale}: {small.items} items, "
+        f"{small.megabytes:.0f} MB) -> {large.peak_rss_mb:.0f} MB ({large.scale}: {large.items} items, "
+        f"{large.megabytes:.0f} MB) = ratio {large.peak_rss_mb / small.peak_rss_mb:.2f} "
+        f"for {large.items / max(1, small.items):.1f}x the items (target <= 1.2)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
@@ -116,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv if argv is not None else [])
     with tempfile.TemporaryDirectory(prefix="bench-backup-") as tmp:
         work = Path(tmp)
+        small = smaller_tenant_peak(args.scale, work)
         t0 = time.perf_counter()
         emulator: Emulator = start_emulator(work, scale=args.scale)
         print(f"emulator ({args.scale}) ready in {time.perf_counter() - t0:.1f}s")
@@ -133,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
             took = seconds(full)
             print(f"(a) full backup: {full['status']}, {items} items, {size / 1e6:.1f} MB in {took:.1f}s")
             print(f"    {items / took:.0f} items/s, {size / 1e6 / took:.2f} MB/s")
-            print(f"    server peak RSS {peak_rss_mb(server.process.pid):.0f} MB")
+            large = Peak(args.scale, items, size / 1e6, peak_rss_mb(server.process.pid))
+            print(f"    server peak RSS {large.peak_rss_mb:.0f} MB")
             share = d_emu / max(1e-9, d_emu + d_srv)
             print(f"    CPU: emulator {d_emu:.1f}s, server {d_srv:.1f}s -> emulator share {share:.0%}")
             # CPU per item does not depend on what else the machine is doing; items/s does.
@@ -173,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"(d) repository pipeline alone: {limit:.2f} MB/s for the same count and mean size; "
                 f"the backup reaches {ours:.2f} MB/s = {ours / limit:.0%} of it"
             )
-            print("(c) 10x tenant peak-RSS ratio: not measured (needs `large`, see the module docstring)")
+            print_peak_ratio(small, large)
         finally:
             server.stop()
             emulator.stop()

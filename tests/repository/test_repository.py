@@ -23,6 +23,7 @@ from m365vault.repository import (
 )
 from m365vault.repository.backends.base import Backend, Kind
 from m365vault.repository.backends.memory import MemoryBackend
+from m365vault.repository.repo import STREAMS
 from tests.repository.conftest import PASSWORD, SMALL, assert_check_passes
 
 
@@ -251,3 +252,29 @@ async def test_concurrent_items_sharing_chunks_all_finish() -> None:
     assert (await repo.stats()).stored_bytes < 2_000_000  # 16 full copies would be 7 MB
     await repo.close()
     await assert_check_passes(backend)
+
+
+async def test_only_a_few_streams_are_chunked_at_once(mem_repo: Repository) -> None:
+    # Each stream is over the small-item limit, then stalls until released: past its first piece
+    # only STREAMS streams may be read on (the others wait, holding just that piece).
+    released = asyncio.Event()
+    reading_on = 0
+    contents = [os.urandom(SMALL.small_item_limit + 1) + os.urandom(50_000) for _ in range(3 * STREAMS)]
+
+    async def stalled(data: bytes) -> AsyncIterator[bytes]:
+        nonlocal reading_on
+        yield data[: SMALL.small_item_limit + 1]
+        reading_on += 1
+        await released.wait()
+        yield data[SMALL.small_item_limit + 1 :]
+
+    saves = [asyncio.create_task(mem_repo.save_item(stalled(data))) for data in contents]
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert reading_on == STREAMS
+    released.set()
+    refs = await asyncio.wait_for(asyncio.gather(*saves), timeout=20)
+    assert reading_on == len(contents)
+    await mem_repo.flush()
+    for ref, data in zip(refs, contents, strict=True):
+        assert await mem_repo.read_item(ref) == data

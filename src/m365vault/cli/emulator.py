@@ -20,7 +20,7 @@ def emulator(
     client_id: str = typer.Option("", "--client-id", help="App id (default: derived from seed and tenant)."),
     client_secret: str = typer.Option("", "--client-secret", help="App secret (default: random, printed)."),
     seed: int = typer.Option(1, help="Seed of the generated tenant (first start only)."),
-    scale: str = typer.Option("small", help="small | medium | large (first start only)."),
+    scale: str = typer.Option("small", help="small | tenth | medium | large (first start only)."),
     client_cert: Path | None = typer.Option(
         None, "--client-cert", help="PEM certificate accepted for client-assertion (certificate) credentials."
     ),

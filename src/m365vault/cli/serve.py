@@ -53,6 +53,9 @@ def serve(
     ),
 ) -> None:
     """Run the REST API server until SIGTERM or Ctrl-C."""
+    from m365vault.cli.malloc import bound_malloc
+
+    bound_malloc()  # before any thread starts: arenas are made per thread on first use
     # Imported here so that other commands (admin, ...) do not load the web stack.
     import uvicorn
 

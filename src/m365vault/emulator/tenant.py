@@ -106,6 +106,19 @@ SCALES = {
         big_file_share=0.0,
         threads_per_group=3,
     ),
+    # A tenth of medium (same mailbox and drive shape, a tenth of the users and sites): the small
+    # side of bench_backup's (c) peak-memory ratio.
+    "tenth": ScaleSpec(
+        users=4,
+        messages_per_mailbox=250,
+        sites=1,
+        files_per_drive=40,
+        list_items=60,
+        events=40,
+        contacts=40,
+        big_file_share=0.01,
+        threads_per_group=8,
+    ),
     "medium": ScaleSpec(
         users=40,
         messages_per_mailbox=250,

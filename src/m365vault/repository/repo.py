@@ -50,6 +50,9 @@ T = TypeVar("T")
 # A lock this old may already count as stale to a pruner whose clock runs a little ahead.
 _MAY_BE_STALE = LOCK_STALE - LOCK_REFRESH
 
+# Items over small_item_limit being chunked from a stream at once (others wait with their first
+# MiB read): enough to keep the encoders busy while each waits on its source.
+STREAMS = 4
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
 # Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
 _DICT_SAMPLES = 1000
@@ -118,6 +121,7 @@ class Repository:
         self._unindexed: dict[str, PackEntries] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._encode_slots = asyncio.Semaphore(2 * self._workers)
+        self._stream_slots = asyncio.Semaphore(STREAMS)
         # Whole blobs (items up to small_item_limit, manifests) are hashed and encoded in batches:
         # bench_repository (b) mail-sized items, one hop per blob or encoding on the loop thread
         # kept one core busy; batched, both are.
@@ -447,26 +451,33 @@ class Repository:
         chunks: list[tuple[bytes, int]] = []
         stores: list[asyncio.Task[bytes]] = []
         total = 0
-        async for piece in _pieces(data):
-            total += len(piece)
+        try:
+            async for piece in _pieces(data):
+                total += len(piece)
+                if chunker is None:
+                    head += piece
+                    if len(head) <= limit:
+                        continue
+                    # A stream holds a chunking window and its cut chunks (~4x the chunker's
+                    # maximum): only a few at a time, however many items the callers have in flight.
+                    await self._stream_slots.acquire()
+                    chunker = StreamChunker(self.config.chunker, self.keys.chunker_seed)
+                    piece, head = bytes(head), bytearray()
+                # Cutting and hashing run in the pool, one hop per window, keeping the loop free.
+                for blob_id, chunk in await self.run_cpu(_cut_and_hash, self.keys, chunker.feed, piece):
+                    await self._queue_chunk(blob_id, chunk, chunks, stores)
             if chunker is None:
-                head += piece
-                if len(head) <= limit:
-                    continue
-                chunker = StreamChunker(self.config.chunker, self.keys.chunker_seed)
-                piece, head = bytes(head), bytearray()
-            # Cutting and hashing run in the pool, one hop per window, keeping the loop free.
-            for blob_id, chunk in await self.run_cpu(_cut_and_hash, self.keys, chunker.feed, piece):
+                content = bytes(head)
+                await self._sample(content)
+                blob_id = await self._store_blob(BlobType.DATA, content)
+                return make_ref(BlobType.DATA, blob_id)
+            for blob_id, chunk in await self.run_cpu(
+                _cut_and_hash, self.keys, lambda _: list(chunker.finish()), b""
+            ):
                 await self._queue_chunk(blob_id, chunk, chunks, stores)
-        if chunker is None:
-            content = bytes(head)
-            await self._sample(content)
-            blob_id = await self._store_blob(BlobType.DATA, content)
-            return make_ref(BlobType.DATA, blob_id)
-        for blob_id, chunk in await self.run_cpu(
-            _cut_and_hash, self.keys, lambda _: list(chunker.finish()), b""
-        ):
-            await self._queue_chunk(blob_id, chunk, chunks, stores)
+        finally:
+            if chunker is not None:
+                self._stream_slots.release()
         await asyncio.shield(asyncio.gather(*stores))
         manifest = Manifest(total, chunks).encode()
         manifest_id = await self._store_blob(BlobType.MANIFEST, manifest)
