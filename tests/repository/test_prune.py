@@ -186,10 +186,11 @@ async def test_prune_on_an_object_lock_bucket(s3_factory) -> None:
         await backend.close()
 
 
-async def test_a_writer_open_across_a_whole_prune_does_not_reuse_swept_blobs() -> None:
-    # The server keeps its writer open between backups: after the sweep removed a pack and its
-    # mark, the writer's old index must not let it deduplicate against the deleted blob.
-    clock = setup_clock()
+async def _writer_beside_a_marking_prune(
+    clock: FakeClock,
+) -> tuple[MemoryBackend, bytes, Repository, Repository]:
+    """A repository holding one unreferenced item, a writer holding a lock, and a pruner whose
+    first phase has marked that item's pack: (backend, the item, writer, pruner)."""
     backend, repo = await fresh(clock)
     dropped = os.urandom(100_000)
     await repo.save_item(dropped)
@@ -199,6 +200,20 @@ async def test_a_writer_open_across_a_whole_prune_does_not_reuse_swept_blobs() -
     await writer.flush()
     pruner = await Repository.open(backend, PASSWORD, clock=clock)
     assert (await pruner.prune([], safety=GRACE)).phase == "marked"
+    return backend, dropped, writer, pruner
+
+
+async def _assert_saved_again(backend: MemoryBackend, clock: FakeClock, ref: str, content: bytes) -> None:
+    async with await Repository.open(backend, PASSWORD, clock=clock) as reader:
+        assert await reader.read_item(ref) == content
+    await assert_check_passes(backend)
+
+
+async def test_a_writer_open_across_a_whole_prune_does_not_reuse_swept_blobs() -> None:
+    # The server keeps its writer open between backups: after the sweep removed a pack and its
+    # mark, the writer's old index must not let it deduplicate against the deleted blob.
+    clock = setup_clock()
+    backend, dropped, writer, pruner = await _writer_beside_a_marking_prune(clock)
     clock.advance(timedelta(minutes=15))
     await writer.flush()  # sees the mark
     assert (await pruner.prune([], safety=GRACE)).deleted_packs >= 1
@@ -207,29 +222,17 @@ async def test_a_writer_open_across_a_whole_prune_does_not_reuse_swept_blobs() -
     again = await writer.save_item(dropped)
     await writer.flush()
     await writer.close()
-    async with await Repository.open(backend, PASSWORD, clock=clock) as reader:
-        assert await reader.read_item(again) == dropped
-    await assert_check_passes(backend)
+    await _assert_saved_again(backend, clock, again, dropped)
 
 
 async def test_a_writer_idle_past_its_lock_does_not_reuse_swept_blobs() -> None:
     # An idle writer's lock goes stale and the sweep no longer waits for it: it must re-read the
     # index before it writes again.
     clock = setup_clock()
-    backend, repo = await fresh(clock)
-    dropped = os.urandom(100_000)
-    await repo.save_item(dropped)
-    await repo.close()
-    writer = await Repository.open(backend, PASSWORD, clock=clock)
-    await writer.save_item(b"keeps a lock")
-    await writer.flush()
-    pruner = await Repository.open(backend, PASSWORD, clock=clock)
-    assert (await pruner.prune([], safety=GRACE)).phase == "marked"
+    backend, dropped, writer, pruner = await _writer_beside_a_marking_prune(clock)
     clock.advance(timedelta(minutes=31))  # the writer's lock is stale now
     assert (await pruner.prune([], safety=GRACE)).deleted_packs >= 1
     await pruner.close()
     again = await writer.save_item(dropped)
     await writer.close()
-    async with await Repository.open(backend, PASSWORD, clock=clock) as reader:
-        assert await reader.read_item(again) == dropped
-    await assert_check_passes(backend)
+    await _assert_saved_again(backend, clock, again, dropped)
