@@ -52,7 +52,7 @@ def _run(product: Product, job: dict[str, Any], previous: str | None) -> dict[st
     return session
 
 
-def _attachments(product: Product, thread_id: str, at: datetime) -> list[tuple[str, int, str, str]]:
+def _attachments(product: Product, thread_id: str, at: datetime) -> list[tuple[Any, ...]]:
     """(name, size, content type, content ref) of the thread's attachment entries live at `at`."""
     v, e, parent = versions_table, entries_table, entries_table.alias("thread")
     with product.db.connect() as conn:

@@ -65,8 +65,9 @@ async def test_stream_and_bad_content() -> None:
 
 async def test_attachments_come_back_byte_for_byte_in_their_post() -> None:
     pdf, csv = bytes(range(256)) * 9, b"a,b\r\nc,d\n"
+    given: list[dict] = THREAD["posts"]  # type: ignore[assignment]
     first = {
-        **THREAD["posts"][0],
+        **given[0],
         "hasAttachments": True,
         "attachments": [
             {
@@ -79,7 +80,7 @@ async def test_attachments_come_back_byte_for_byte_in_their_post() -> None:
             {"name": "link", "@odata.type": "#microsoft.graph.referenceAttachment", "contentRef": None},
         ],
     }
-    doc = {**THREAD, "posts": [first, THREAD["posts"][1]]}
+    doc = {**THREAD, "posts": [first, given[1]]}
     store = {"b1": pdf, "b2": csv}
     loaded: list[str] = []
 
