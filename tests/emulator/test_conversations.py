@@ -3,6 +3,7 @@ the activity that adds replies and threads."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +141,75 @@ def test_activity_adds_group_posts_and_threads(own: Emu, client: httpx.Client) -
     assert done["newGroupThreads"][0]["thread"] not in before
     for reply in done["newGroupPosts"]:
         assert after[reply["thread"]] > before[reply["thread"]]
+
+
+def _posts_with_attachments(client: httpx.Client) -> list[tuple[str, str, dict]]:
+    """(group id, thread id, post) of every generated post that has attachments."""
+    found = []
+    for g in client.get("/groups").json()["value"]:
+        for t in client.get(f"/groups/{g['id']}/threads", params={"$top": "100"}).json()["value"]:
+            posts, _ = _all(client, f"/groups/{g['id']}/threads/{t['id']}/posts")
+            found += [(g["id"], t["id"], p) for p in posts if p["hasAttachments"]]
+            assert t["hasAttachments"] == any(p["hasAttachments"] for p in posts)
+    return found
+
+
+def test_posts_carry_attachments_as_graph_serves_them(client: httpx.Client) -> None:
+    found = _posts_with_attachments(client)
+    assert found, "a share of generated posts has attachments"
+    gid, tid, post = found[0]
+    base = f"/groups/{gid}/threads/{tid}/posts/{post['id']}"
+    assert "attachments" not in post and "_attachments" not in post  # only when expanded
+    listed = client.get(f"{base}/attachments").json()["value"]
+    assert listed and all(a["@odata.type"] == "#microsoft.graph.fileAttachment" for a in listed)
+    expanded, _ = _all(client, f"/groups/{gid}/threads/{tid}/posts", {"$expand": "attachments"})
+    assert next(p for p in expanded if p["id"] == post["id"])["attachments"] == listed
+    one = client.get(base, params={"$expand": "attachments"}).json()
+    assert one["attachments"] == listed and one["hasAttachments"] is True
+    slim = client.get(f"{base}/attachments", params={"$select": "name,size,contentType"}).json()["value"]
+    assert [set(a) - {"@odata.type"} for a in slim] == [{"id", "name", "size", "contentType"}] * len(listed)
+    for att in listed:
+        raw = client.get(f"{base}/attachments/{att['id']}/$value")
+        assert raw.status_code == 200 and raw.headers["content-type"].startswith(att["contentType"])
+        assert raw.content == base64.b64decode(att["contentBytes"]) and len(raw.content) == att["size"]
+        assert client.get(f"{base}/attachments/{att['id']}").json() == att
+    assert client.get(f"{base}/attachments/AAMkAAAA/$value").status_code == 404
+    assert client.get(f"{base}", params={"$expand": "mentions"}).status_code == 400
+    # Deterministic per seed: the same request gives the same bytes again.
+    again = client.get(f"{base}/attachments/{listed[0]['id']}/$value").content
+    assert again == base64.b64decode(listed[0]["contentBytes"])
+
+
+def test_a_reply_with_a_file_attachment_and_the_read_counter(
+    own: Emu, client: httpx.Client, group: dict
+) -> None:
+    gid = group["id"]
+    data = bytes(range(256)) * 40
+    att = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": "minutes.bin",
+        "contentType": "application/octet-stream",
+        "contentBytes": base64.b64encode(data).decode(),
+    }
+    post = {"body": {"contentType": "html", "content": "<p>Minutes attached.</p>"}, "attachments": [att]}
+    created = client.post(f"/groups/{gid}/threads", json={"topic": "Minutes", "posts": [post]})
+    assert created.status_code == 201 and created.json()["hasAttachments"] is True
+    tid = created.json()["id"]
+    plain = {"body": {"contentType": "html", "content": "<p>Thanks.</p>"}}
+    assert client.post(f"/groups/{gid}/threads/{tid}/reply", json={"post": plain}).status_code == 202
+    bad = {**att, "@odata.type": "#microsoft.graph.referenceAttachment"}
+    rejected = client.post(
+        f"/groups/{gid}/threads/{tid}/reply", json={"post": {**plain, "attachments": [bad]}}
+    )
+    assert rejected.status_code == 400
+    posts = client.get(f"/groups/{gid}/threads/{tid}/posts").json()["value"]
+    assert [p["hasAttachments"] for p in posts] == [True, False]
+    before = own.admin("GET", "stats").json()["groupAttachmentReads"]
+    base = f"/groups/{gid}/threads/{tid}/posts/{posts[0]['id']}/attachments"
+    listed = client.get(base, params={"$select": "id,name,size"}).json()["value"]
+    assert listed[0]["name"] == "minutes.bin" and listed[0]["size"] == len(data)
+    assert client.get(f"{base}/{listed[0]['id']}/$value").content == data
+    assert client.get(f"/groups/{gid}/threads/{tid}/posts/{posts[1]['id']}/attachments").json()["value"] == []
+    assert own.admin("GET", "stats").json()["groupAttachmentReads"] == before + 3
+    client.get(f"/groups/{gid}/threads/{tid}/posts")  # posts without $expand read no attachment
+    assert own.admin("GET", "stats").json()["groupAttachmentReads"] == before + 3

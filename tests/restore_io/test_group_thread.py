@@ -61,3 +61,45 @@ async def test_stream_and_bad_content() -> None:
     with pytest.raises(RestoreOutputError):
         thread_to_mime(b"From: not json\r\n\r\nbody")
     assert is_group_thread("IPM.Post") and not is_group_thread("IPM.Note")
+
+
+async def test_attachments_come_back_byte_for_byte_in_their_post() -> None:
+    pdf, csv = bytes(range(256)) * 9, b"a,b\r\nc,d\n"
+    given: list[dict] = THREAD["posts"]  # type: ignore[assignment]
+    first = {
+        **given[0],
+        "hasAttachments": True,
+        "attachments": [
+            {
+                "name": "plan.pdf",
+                "contentType": "application/pdf",
+                "contentRef": "b1",
+                "contentSize": len(pdf),
+            },
+            {"name": "figures.csv", "contentType": "text/csv", "contentRef": "b2"},
+            {"name": "link", "@odata.type": "#microsoft.graph.referenceAttachment", "contentRef": None},
+        ],
+    }
+    doc = {**THREAD, "posts": [first, given[1]]}
+    store = {"b1": pdf, "b2": csv}
+    loaded: list[str] = []
+
+    def load(ref: str) -> list[bytes]:
+        loaded.append(ref)
+        return [store[ref][:7], store[ref][7:]]
+
+    raw = b"".join([piece async for piece in thread_mime(json.dumps(doc).encode(), load)])
+    assert loaded == ["b1", "b2"]
+    message = message_from_bytes(raw, policy=policy.default)
+    posts = [part.get_content() for part in message.iter_parts()]
+    assert posts[0].get_content_type() == "multipart/mixed"
+    assert "First draft attached." in posts[0].get_body(preferencelist=("html",)).get_content()
+    files = [
+        (a.get_filename(), a.get_content_type(), a.get_payload(decode=True))
+        for a in posts[0].iter_attachments()
+    ]
+    assert files == [("plan.pdf", "application/pdf", pdf), ("figures.csv", "text/csv", csv)]
+    assert posts[1].get_content_type() == "text/html"
+    # Without a loader (or for threads backed up before attachments were) the digest has no files.
+    bare = message_from_bytes(thread_to_mime(json.dumps(doc).encode()), policy=policy.default)
+    assert not list(next(bare.iter_parts()).get_content().iter_attachments())

@@ -25,6 +25,7 @@ class EntryKind(enum.StrEnum):
     LIBRARY = "library"  # SharePoint document library
     ITEM = "item"  # mail item (message, appointment, contact...), SharePoint list item
     DOCUMENT = "document"  # OneDrive or SharePoint library file
+    ATTACHMENT = "attachment"  # a file posted to a group conversation, child of its thread item
 
     @property
     def is_container(self) -> bool:

@@ -156,9 +156,10 @@ class RestoreActions:
 
     def _mime(self, p: Picked) -> Opener:
         """An opener of the item's MIME: as backed up, or built from a group thread's JSON."""
-        raw = self._x.content(p.obj).opener(p.version)
+        reader = self._x.content(p.obj)
+        raw = reader.opener(p.version)
         if is_group_thread(p.version.metadata.item_class):
-            return lambda: group_thread.thread_mime(raw())
+            return lambda: group_thread.thread_mime(raw(), reader.stream_ref)
         return raw
 
     async def save_mail(self, tree: SessionTree, selection: Selection, fmt: str, title: str) -> Download:

@@ -5,6 +5,7 @@ change journals see exactly what a Graph client's writes would produce. Determin
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections.abc import Callable
@@ -27,6 +28,7 @@ KEYS = (
     "newGroupThreads",
 )
 MAX_ACTIONS = 10_000
+POST_ATTACHMENT_SHARE = 0.3  # new group posts that carry a file
 
 
 def parse_request(data: Any) -> tuple[int, dict[str, int]]:
@@ -112,10 +114,23 @@ class Activity:
 
     def _post(self, rng: random.Random) -> dict[str, Any]:
         sender = rng.choice([u for u in self.w.tenant.users if u.has_mailbox])
-        return {
+        post: dict[str, Any] = {
             "body": {"contentType": "html", "content": f"<p>{generate.sentence(rng, 25).capitalize()}.</p>"},
             "from": {"emailAddress": {"name": sender.display_name, "address": sender.mail or sender.upn}},
         }
+        if rng.random() < POST_ATTACHMENT_SHARE:  # a shared file, as people post the same deck to many groups
+            k = rng.randrange(len(generate.SHARED_ATTACHMENTS))
+            name, ctype, size = generate.SHARED_ATTACHMENTS[k]
+            data = content.read_all(self.w.seed, f"shared-attachment:{k}", size)
+            post["attachments"] = [
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": name,
+                    "contentType": ctype,
+                    "contentBytes": base64.b64encode(data).decode(),
+                }
+            ]
+        return post
 
     def _group_activity(self, rng: random.Random, counts: dict[str, int], out: dict[str, Any]) -> None:
         """Replies to existing group threads, then new threads (each one post), in random groups."""

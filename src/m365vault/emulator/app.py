@@ -51,7 +51,8 @@ class Emulator:
         files.register(self.router, world, self.files)
         sites.register(self.router, world, self.files, self.lists)
         pim.register(self.router, world)
-        conversations.register(self.router, world, conversations.Conversations(world))
+        self.conversations = conversations.Conversations(world)
+        conversations.register(self.router, world, self.conversations)
         self._register_drive_lists()
 
     def _register_drive_lists(self) -> None:
@@ -336,7 +337,13 @@ class Emulator:
                     },
                 )
             if name == "stats" and req.method == "GET":
-                return Resp(200, {"statuses": {str(code): n for code, n in sorted(self.answered.items())}})
+                return Resp(
+                    200,
+                    {
+                        "statuses": {str(code): n for code, n in sorted(self.answered.items())},
+                        "groupAttachmentReads": self.conversations.attachment_reads,
+                    },
+                )
             if name == "config" and req.method == "GET":
                 return Resp(200, w.config.to_json())
             if name == "config" and req.method == "POST":

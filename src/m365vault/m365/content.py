@@ -68,9 +68,36 @@ def message_mime(
 
 
 def thread_posts(client: GraphClient, group_id: str, thread_id: str) -> AsyncIterator[dict[str, Any]]:
-    """The posts of one group thread, oldest first (bodies included; attachments are not expanded)."""
+    """The posts of one group thread, oldest first (bodies included; attachments are read with
+    `post_attachments`, only for posts whose `hasAttachments` is true)."""
     path = f"/groups/{segment(group_id)}/threads/{segment(thread_id)}/posts"
     return items(client, path, scope=Scope.mailbox(group_id))
+
+
+def post_attachments(
+    client: GraphClient, group_id: str, thread_id: str, post_id: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Attachment metadata of one group post (no contentBytes: content is streamed with
+    `post_attachment_content`, so a large file never sits base64-encoded in a JSON answer)."""
+    post = f"/groups/{segment(group_id)}/threads/{segment(thread_id)}/posts/{segment(post_id)}"
+    return items(
+        client, f"{post}/attachments", scope=Scope.mailbox(group_id), params={"$select": ATTACHMENT_FIELDS}
+    )
+
+
+def post_attachment_content(
+    client: GraphClient,
+    group_id: str,
+    thread_id: str,
+    post_id: str,
+    attachment_id: str,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+) -> AsyncIterator[bytes]:
+    """Raw bytes of a post's file attachment (MIME for an item attachment: unverified for posts)."""
+    post = f"/groups/{segment(group_id)}/threads/{segment(thread_id)}/posts/{segment(post_id)}"
+    path = f"{post}/attachments/{segment(attachment_id)}/$value"
+    return _whole_stream(client, path, Scope.mailbox(group_id), chunk_size)
 
 
 async def get_message(

@@ -75,9 +75,14 @@ class ContentReader:
     async def stream(self, version: VersionInfo) -> AsyncIterator[bytes]:
         if version.content_ref is None:
             raise NoContent(f"{version.metadata.name or version.external_id} has no stored content")
+        async for chunk in self.stream_ref(version.content_ref):
+            yield chunk
+
+    async def stream_ref(self, ref: str) -> AsyncIterator[bytes]:
+        """An item by its ref (a group post's attachment, named in its thread's content)."""
         repo = await self._pool.get(self._repository_id)
         # The repository reloads its index once when a ref is newer than what it loaded.
-        async for chunk in repo.open_item(version.content_ref):
+        async for chunk in repo.open_item(ref):
             yield chunk
 
     async def read(self, version: VersionInfo) -> bytes:

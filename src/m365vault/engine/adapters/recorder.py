@@ -7,6 +7,14 @@ keeps the connector's kind; items are entries under their parent (drive items un
 so restore sees the tree). The version key travels in `extras.versionKey`, which takes part in
 the catalog's change detection. Delta tokens are saved under the collection id.
 
+A group thread's post attachments (`metadata["attachments"]`, see group_mailbox.py) become entries
+of kind `attachment` under the thread, written with it: their content refs are then what keeps
+the attachment bytes from prune, and retention ages them with the thread (same modification time;
+the thread's version key in their extras makes each new thread version a new attachment version,
+so both keep the same intervals). A live attachment the new thread version no longer lists is
+closed. Listings and the resync diff look only at a collection's direct children, so they never
+see attachments; a thread marked gone closes them (its contents go with it).
+
 Each `record_page` (and each `record_pages`, for several pages) is one database transaction:
 versions, gone-marks, the container and the token (or its removal, for a retired collection)
 commit together or not at all.
@@ -34,8 +42,9 @@ from m365vault.catalog import (
 )
 from m365vault.catalog import ObjectKind as CatalogKind
 from m365vault.db.catalog_tables import entries_table, sync_state_table, versions_table
+from m365vault.engine.adapters.group_mailbox import ATTACHMENT_KIND
 from m365vault.engine.adapters.source import CALENDAR, CONTACT_FOLDER, DRIVE, LIST, MAIL_FOLDER
-from m365vault.engine.ports import BackupObject, CollectionRef, ObjectKind, PageRecord
+from m365vault.engine.ports import BackupObject, CollectionRef, ItemVersion, ObjectKind, PageRecord
 
 CATALOG_KIND = {
     ObjectKind.MAILBOX: CatalogKind.MAILBOX,
@@ -299,6 +308,9 @@ class CatalogRecorder:
         if page.gone and not _nested(collection.id, collection.kind) and not page.retire:
             here = self._extras(object_id, list(page.gone), collection.id, conn)
             write = replace(write, gones=tuple(g for g in write.gones if g.external_id in here))
+        dropped = _dropped_attachments(conn, object_id, page.versions)
+        if dropped:
+            write = replace(write, gones=(*write.gones, *(GoneWrite(a, EndReason.DELETED) for a in dropped)))
         self._writer.apply_page_in(conn, object_id, write)
         if page.retire:
             conn.execute(
@@ -336,5 +348,70 @@ class CatalogRecorder:
                     version.content_ref,
                 )
             )
+            upserts.extend(_attachment_writes(version))
         token = (collection.id, page.token) if page.token is not None and not page.retire else None
         return PageWrite(run_time=page.at, upserts=tuple(upserts), gones=tuple(gones), delta_token=token)
+
+
+def _attachments(version: ItemVersion) -> list[Mapping[str, Any]]:
+    value = version.metadata.get("attachments")
+    return [a for a in value if isinstance(a, Mapping)] if isinstance(value, list) else []
+
+
+def _attachment_writes(version: ItemVersion) -> list[VersionWrite]:
+    """A thread's post attachments as entries under it, aged and versioned with it."""
+    meta = version.metadata
+    when = meta.get("modified_at")
+    out = []
+    for attachment in _attachments(version):
+        size = attachment.get("size")
+        extras = {
+            "versionKey": version.version_key,
+            "contentType": attachment.get("contentType"),
+            "postId": attachment.get("postId"),
+        }
+        metadata = EntryMetadata(
+            name=str(attachment.get("name") or ""),
+            received_at=_when(meta.get("received_at")),
+            modified_at=_when(when),
+            size=size if isinstance(size, int) else None,
+            extras=extras,
+        )
+        ref = attachment.get("ref")
+        out.append(
+            VersionWrite(
+                str(attachment["id"]),
+                EntryKind(ATTACHMENT_KIND),
+                version.item_id,
+                metadata,
+                str(ref) if ref else None,
+            )
+        )
+    return out
+
+
+def _dropped_attachments(conn: Connection, object_id: int, versions: Sequence[ItemVersion]) -> list[str]:
+    """Live attachment entries of the page's threads that their new version no longer lists."""
+    listed = {
+        v.item_id: {str(a["id"]) for a in _attachments(v)} for v in versions if "attachments" in v.metadata
+    }
+    if not listed:
+        return []
+    threads = entries_table.alias("thread_entry")
+    dropped: list[str] = []
+    ids = sorted(listed)
+    for start in range(0, len(ids), _IN_CHUNK):
+        rows = conn.execute(
+            select(threads.c.external_id.label("thread"), entries_table.c.external_id)
+            .join(versions_table, versions_table.c.entry_id == entries_table.c.id)
+            .join(threads, threads.c.id == versions_table.c.parent_id)
+            .where(
+                threads.c.object_id == object_id,
+                threads.c.external_id.in_(ids[start : start + _IN_CHUNK]),
+                versions_table.c.object_id == object_id,
+                versions_table.c.kind == ATTACHMENT_KIND,
+                versions_table.c.gone_at.is_(None),
+            )
+        )
+        dropped += [row.external_id for row in rows if row.external_id not in listed[row.thread]]
+    return dropped

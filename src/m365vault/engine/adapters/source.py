@@ -31,6 +31,7 @@ from m365vault.engine.ports import (
     ChangePage,
     CollectionRef,
     ContentGone,
+    ContentSaver,
     ItemChange,
     ItemUnreadable,
     ObjectKind,
@@ -71,12 +72,12 @@ def _sender(item: dict[str, Any]) -> str | None:
 
 
 class GraphChangeSource:
-    def __init__(self, client: GraphClient, clock: Clock) -> None:
+    def __init__(self, client: GraphClient, clock: Clock, saver: ContentSaver) -> None:
         self._client = client
         self._clock = clock
         self._raw: dict[str, bytes] = {}  # item id -> JSON of the page in progress
         self._drive_roots: dict[str, str] = {}
-        self._groups = GroupConversations(client)
+        self._groups = GroupConversations(client, saver)  # saves post attachments as their own items
         # collection id -> (the token it was read from, its first delta page or that read's error)
         self._primed: dict[str, tuple[str, batch.Outcome]] = {}
 
