@@ -7,7 +7,7 @@ key-derivation mode, so each purpose has an independent key.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import blake3
 from cryptography.exceptions import InvalidTag
@@ -30,10 +30,15 @@ def derive(master: bytes, context: str) -> bytes:
     return blake3.blake3(master, derive_key_context=context).digest()
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """nonce ‖ AES-256-GCM(plaintext) ‖ tag."""
+def seal(key: bytes | AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+    """nonce ‖ AES-256-GCM(plaintext) ‖ tag. `key` may be an AESGCM built once (`Keys.aead`):
+    building one costs as much as sealing a mail-sized blob."""
     nonce = os.urandom(NONCE_SIZE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + _aead(key).encrypt(nonce, plaintext, aad)
+
+
+def _aead(key: bytes | AESGCM) -> AESGCM:
+    return key if isinstance(key, AESGCM) else AESGCM(key)
 
 
 def seal_parts(key: bytes, parts: tuple[bytes | memoryview, ...], aad: bytes) -> list[bytes]:
@@ -51,11 +56,11 @@ def seal_parts(key: bytes, parts: tuple[bytes | memoryview, ...], aad: bytes) ->
     return pieces
 
 
-def open_sealed(key: bytes, envelope: bytes, aad: bytes, what: str = "data") -> bytes:
+def open_sealed(key: bytes | AESGCM, envelope: bytes, aad: bytes, what: str = "data") -> bytes:
     if len(envelope) < OVERHEAD:
         raise IntegrityError(f"{what}: envelope too short ({len(envelope)} bytes)")
     try:
-        return AESGCM(key).decrypt(envelope[:NONCE_SIZE], envelope[NONCE_SIZE:], aad)
+        return _aead(key).decrypt(envelope[:NONCE_SIZE], envelope[NONCE_SIZE:], aad)
     except InvalidTag:
         raise IntegrityError(f"{what}: authentication failed") from None
 
@@ -68,6 +73,11 @@ class Keys:
     data: bytes
     ids: bytes
     chunker_seed: int
+    # `data` made ready for AES-GCM once; instances keep no state between calls, so threads share it.
+    aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.data))
 
     @classmethod
     def from_master(cls, master: bytes) -> Keys:

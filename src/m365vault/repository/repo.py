@@ -442,7 +442,8 @@ class Repository:
             await self._refresh_lock(force=self._lock_name is None)
         limit = self.config.small_item_limit
         if isinstance(data, bytes) and len(data) <= limit:  # the common case (mail): no stream machinery
-            await self._sample(data)
+            if self._dictionary is None:
+                await self._sample(data)
             return make_ref(BlobType.DATA, await self._store_blob(BlobType.DATA, data))
         if isinstance(data, bytes):  # held whole: cut it in place, no copies, one hop to cut and hash
             return await self._save_whole(data)
@@ -828,7 +829,9 @@ def _train(samples: list[bytes]) -> bytes:
     pieces: list[bytes | bytearray | memoryview] = list(samples)
     # Fixed fastCover parameters: the same ratio on mail as zstd's parameter search, in a fifth of
     # the time (0.06 s instead of 0.27 s for 1,000 messages; the search also holds the GIL).
-    trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces, k=1024, d=8).as_bytes()
+    # accel=4 (fastCover samples fewer positions): 0.046 s instead of 0.066 s, and the other 5,046
+    # messages of the corpus store as small (8.684 MB against 8.689 MB with accel 1).
+    trained: bytes = zstandard.train_dictionary(_DICT_SIZE, pieces, k=1024, d=8, accel=4).as_bytes()
     return trained
 
 
