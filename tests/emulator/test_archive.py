@@ -54,7 +54,11 @@ def test_folder_and_item_delta_with_redirect_and_properties(
     expanded = next(f for f in folders if f["displayName"] == "2024")
     assert archive_box not in expanded["parentMailboxUrl"]
     url = f"{base}/folders/{expanded['id']}/items/delta"
-    redirect = graph.get(url, params={"$expand": PROPS}, headers={"Prefer": "odata.maxpagesize=2"})
+    redirect = graph.get(
+        url,
+        params={"$expand": PROPS, "$select": "id,type,size,changeKey"},
+        headers={"Prefer": "odata.maxpagesize=2"},
+    )
     assert redirect.status_code == 308
     location = redirect.headers["location"]
     assert archive_box not in location and "expand" in location

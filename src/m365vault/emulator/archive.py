@@ -59,6 +59,7 @@ PROPERTIES = {
     "string0x0c1a": "senderName",
     "string0x5d01": "senderAddress",
 }
+KEPT = ("id", "parentMailboxUrl", "singleValueExtendedProperties")  # returned whatever $select says
 _PROPERTY_ID = re.compile(r"id\s+eq\s+'([^']+)'", re.IGNORECASE)
 
 
@@ -406,7 +407,7 @@ def register(router: Router, world: World, archives: Archives) -> None:  # noqa:
         else:
             body["@odata.deltaLink"] = w.link(req, link_path, **{"$deltatoken": page.delta_token or ""})
         body["value"] = [
-            w.pick(render(i, s, options), select, always=("id", "parentMailboxUrl"))
+            w.pick(render(i, s, options), select, always=KEPT)
             if s is not None
             else {"@odata.type": f"#microsoft.graph.{tomb_type}", "id": i, "@removed": {"reason": "deleted"}}
             for i, s in page.items
