@@ -41,7 +41,7 @@ from m365vault.m365.errors import GraphAuthError, GraphError, GraphPermanent
 from m365vault.m365.throttle import Scope
 
 MAX_EXPORT = 20
-FOLDER_SELECT = "id,displayName,parentFolderId,type,totalItemCount,childFolderCount"
+FOLDER_SELECT = "id,displayName,parentFolderId,type,wellKnownName,totalItemCount,childFolderCount"
 ITEM_SELECT = "id,type,size,createdDateTime,lastModifiedDateTime,changeKey,categories"
 # MAPI property tags read as extended properties (MS-OXPROPS): PidTagSubject, PidTagSenderName,
 # PidTagSenderSmtpAddress.
@@ -220,14 +220,27 @@ class ItemImporter:
 
     async def create(self, folder_id: str, data: bytes) -> str:
         """Import `data` as a new item of `folder_id`; returns the new item's id."""
-        payload = {"FolderId": folder_id, "Mode": "create", "Data": base64.b64encode(data).decode()}
+        return await self._post({"FolderId": folder_id, "Mode": "create", "Data": _b64(data)})
+
+    async def update(self, folder_id: str, item_id: str, change_key: str, data: bytes) -> str:
+        """Replace the item `item_id` (at `change_key`, its current version) with `data`."""
+        payload = {
+            "FolderId": folder_id,
+            "Mode": "update",
+            "Data": _b64(data),
+            "ItemId": item_id,
+            "ChangeKey": change_key,
+        }
+        return await self._post(payload)
+
+    async def _post(self, payload: dict[str, str]) -> str:
         for attempt in (1, 2):
             session = self._session
             if session is None or session.expires - SESSION_MARGIN < self._clock():
                 session = self._session = await self._open()
             try:
-                # No Authorization: the URL is pre-authenticated. A create is not idempotent, so it is
-                # retried only when it certainly was not received (client policy).
+                # No Authorization: the URL is pre-authenticated. An import is not idempotent, so it
+                # is retried only when it certainly was not received (client policy).
                 response = await self._client.request(
                     "POST",
                     session.url,
@@ -243,6 +256,10 @@ class ItemImporter:
                 continue
             return _imported_id(response)
         raise AssertionError("unreachable")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _imported_id(response: httpx.Response) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m365vault.engine.ports import TenantGroup, TenantSite, TenantUser
-from m365vault.m365 import enumeration
+from m365vault.m365 import archive, enumeration
 from m365vault.m365.client import GraphClient, segment
 from m365vault.m365.errors import GraphError, GraphNotFound
 from m365vault.m365.paging import Page, items
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CA_FILE_ENV = "M365VAULT_GRAPH_CA_FILE"
 INSECURE_ENV = "M365VAULT_GRAPH_INSECURE"
+ARCHIVE_PROBES = 8  # archive lookups in flight per listing (one per user with a mailbox)
 
 
 Credentials = AppCredentials  # the name the engine adapters use
@@ -201,31 +202,52 @@ class GraphPlanningDirectory:
     Choices: a Microsoft 365 (Unified, mail-enabled) group has a mailbox, read as conversations
     (Group-Conversation.Read.All); this is decided from the group's own properties, with no request
     per group, and a group whose conversations cannot be read fails at backup time with Graph's reason.
-    Archive mailboxes are not readable through Graph v1.0 with application permissions, so users
-    report no archive; personal sites are covered through each user's OneDrive (their document
-    library), so no personal site is planned.
+    A user's in-place archive is found through Graph beta's exchange settings (one request per user
+    with a mailbox, see m365/archive.py). A refused probe (403: User.Read.All missing, or beta not
+    reachable) is not retried for the rest of the listing: those users report no archive and
+    `archive_problem` carries Graph's reason, which the planner turns into a plan warning. Personal
+    sites are covered through each user's OneDrive (their document library), so no personal site is
+    planned.
     """
 
     def __init__(self, client: GraphClient, *, exchange: bool = True, sharepoint: bool = True) -> None:
         self._client = client
         self._exchange = exchange
         self._sharepoint = sharepoint
+        self._archive_refused: str | None = None  # Graph's reason once an archive probe was refused
+        self._probes = asyncio.Semaphore(ARCHIVE_PROBES)
 
     async def users(self) -> AsyncIterator[TenantUser]:
         async for page in enumeration.discover_users(
             self._client, probe_mailbox=self._exchange, probe_onedrive=self._sharepoint
         ):
-            for found in page:
-                yield self._user(found)
+            archives = await asyncio.gather(*(self._archive(found) for found in page))
+            for found, archive_found in zip(page, archives, strict=True):
+                yield self._user(found, archive_found)
 
-    def _user(self, found: enumeration.DiscoveredUser) -> TenantUser:
+    async def _archive(self, found: enumeration.DiscoveredUser) -> bool:
+        """Whether the user has an in-place archive (False when it could not be found out)."""
+        if not (self._exchange and found.has_mailbox) or self._archive_refused is not None:
+            return False
+        async with self._probes:
+            try:
+                return (await archive.exchange_mailboxes(self._client, found.id)).archive is not None
+            except GraphNotFound:
+                return False
+            except GraphError as exc:
+                self._archive_refused = self._archive_refused or exc.reason
+                log.warning("archive mailboxes not discoverable (Graph beta): %s", exc)
+                return False
+
+    def _user(self, found: enumeration.DiscoveredUser, has_archive: bool) -> TenantUser:
         raw = found.user
         return TenantUser(
             id=found.id,
             name=str(raw.get("userPrincipalName") or raw.get("mail") or found.id),
             has_mailbox=bool(found.has_mailbox) and self._exchange,
-            has_archive_mailbox=False,
+            has_archive_mailbox=has_archive,
             has_onedrive=found.onedrive is not None and self._sharepoint,
+            archive_problem=None if has_archive else self._archive_refused,
         )
 
     async def groups(self) -> AsyncIterator[TenantGroup]:
@@ -268,15 +290,14 @@ class GraphPlanningDirectory:
             return None
         mailbox = await enumeration.get_mailbox_settings(self._client, user_id) if self._exchange else None
         drive = await enumeration.get_user_drive(self._client, user_id) if self._sharepoint else None
-        return self._user(
-            enumeration.DiscoveredUser(
-                user=raw,
-                has_mailbox=mailbox is not None,
-                mailbox_settings=mailbox,
-                onedrive=drive,
-                onedrive_probed=self._sharepoint,
-            )
+        found = enumeration.DiscoveredUser(
+            user=raw,
+            has_mailbox=mailbox is not None,
+            mailbox_settings=mailbox,
+            onedrive=drive,
+            onedrive_probed=self._sharepoint,
         )
+        return self._user(found, await self._archive(found))
 
     async def group(self, group_id: str) -> TenantGroup | None:
         try:
