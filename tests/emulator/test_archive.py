@@ -131,3 +131,11 @@ def test_activity_touches_archives(graph: httpx.Client, emu: Emu) -> None:
     done = emu.admin("POST", "activity", {"seed": 7, "newArchiveItems": 3, "deletedArchiveItems": 1}).json()
     assert len(done["newArchiveItems"]) == 3 and len(done["deletedArchiveItems"]) == 1
     assert emu.admin("GET", "stats").json()["statuses"].get("200", 0) >= before
+
+
+def test_a_primary_mailbox_lists_its_folders_with_well_known_names(graph: httpx.Client, emu: Emu) -> None:
+    _, settings = _settings(graph, emu)[0]
+    folders, _, _ = drain(
+        graph, _beta(emu, f"/admin/exchange/mailboxes/{settings['primaryMailboxId']}/folders/delta")
+    )
+    assert next(f for f in folders if f["wellKnownName"] == "inbox")["displayName"] == "Inbox"

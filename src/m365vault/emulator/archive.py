@@ -35,7 +35,7 @@ from m365vault.emulator.delta import Expired, View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.mail import Mail
-from m365vault.emulator.tenant import User
+from m365vault.emulator.tenant import MAIL_FOLDERS, User
 from m365vault.emulator.tokens import InvalidToken
 from m365vault.emulator.world import World
 
@@ -419,10 +419,26 @@ def register(router: Router, world: World, archives: Archives) -> None:  # noqa:
         _require_beta(req)
         box = archives.mailbox(req.params["mbx"])
         if box.role == "primary":
-            raise GraphError(
-                400, "ErrorInvalidRequest", "Folder reads are emulated for archive mailboxes only."
-            )
+            raise GraphError(400, "ErrorInvalidRequest", "Only archive mailboxes have emulated items.")
         return box
+
+    def primary_folders(req: Req, box: Mailbox) -> Resp:
+        """A primary mailbox's folders (ids as the v1.0 mail API's: the emulator has one id form)."""
+        view = archives.mail.folder_view(box.user)
+        known = {f.number: f.well_known for f in MAIL_FOLDERS}
+
+        def render(fid: str, state: dict[str, Any], _options: Any) -> dict[str, Any]:
+            return {
+                "@odata.type": "#microsoft.graph.mailboxFolder",
+                "id": fid,
+                "displayName": state["displayName"],
+                "parentFolderId": state.get("parentFolderId"),
+                "parentMailboxUrl": f"{req.graph_base}/admin/exchange/mailboxes/{box.id}",
+                "type": "IPF.Note",
+                "wellKnownName": known.get(state.get("_num", -1)),
+            }
+
+        return delta(req, view, f"/admin/exchange/mailboxes/{box.id}/folders/delta", render, "mailboxFolder")
 
     @router.route("GET", "users/{user}/settings/exchange")
     def exchange_settings(req: Req) -> Resp:
@@ -438,7 +454,10 @@ def register(router: Router, world: World, archives: Archives) -> None:  # noqa:
 
     @router.route("GET", "admin/exchange/mailboxes/{mbx}/folders/delta")
     def folder_delta(req: Req) -> Resp:
-        box = archive_box(req)
+        _require_beta(req)
+        box = archives.mailbox(req.params["mbx"])
+        if box.role == "primary":
+            return primary_folders(req, box)
         view = archives.folder_view(box.user)
 
         def render(fid: str, state: dict[str, Any], _options: Any) -> dict[str, Any]:
