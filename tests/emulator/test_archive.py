@@ -139,3 +139,15 @@ def test_a_primary_mailbox_lists_its_folders_with_well_known_names(graph: httpx.
         graph, _beta(emu, f"/admin/exchange/mailboxes/{settings['primaryMailboxId']}/folders/delta")
     )
     assert next(f for f in folders if f["wellKnownName"] == "inbox")["displayName"] == "Inbox"
+
+
+def test_beta_batch_answers_exchange_settings(graph: httpx.Client, emu: Emu) -> None:
+    users = graph.get("/users", params={"$select": "id"}).json()["value"][:3]
+    subs = [
+        {"id": str(n), "method": "GET", "url": f"/users/{u['id']}/settings/exchange"}
+        for n, u in enumerate(users)
+    ]
+    answer = graph.post(_beta(emu, "/$batch"), json={"requests": subs}).json()["responses"]
+    assert {r["status"] for r in answer} <= {200, 404} and any(r["status"] == 200 for r in answer)
+    v1 = graph.post("/$batch", json={"requests": subs}).json()["responses"]
+    assert {r["status"] for r in v1} == {400}  # a beta route is not there in v1.0

@@ -4,7 +4,6 @@ Microsoft's beta pages document them."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -62,37 +61,53 @@ async def test_a_failed_archive_lookup_is_one_plan_warning() -> None:
     ]
 
 
-def _directory_router(settings: list[httpx.Response]) -> Router:
+def _directory_router(settings: httpx.Response, users: int = 3) -> Router:
+    """Users u0..; every exchange settings sub-request of a beta $batch answers `settings`."""
     router = Router()
-    users = [{"id": f"u{n}", "userPrincipalName": f"user{n}@contoso.com"} for n in range(3)]
-    router.on("GET", r"/v1.0/users\?", collection(users))
+    listed = [{"id": f"u{n}", "userPrincipalName": f"user{n}@contoso.com"} for n in range(users)]
+    router.on("GET", r"/v1.0/users\?", collection(listed))
     router.on("GET", r"/mailboxSettings", httpx.Response(200, json={"timeZone": "UTC"}))
-    router.on("GET", r"/v1.0/users/u\d/drive$", graph_error(404, "itemNotFound"))
-    router.on("GET", r"/beta/users/u\d/settings/exchange$", *settings)
+    router.on("GET", r"/v1.0/users/u\d+/drive$", graph_error(404, "itemNotFound"))
+    body = settings.json()
+
+    def batch(request: httpx.Request) -> httpx.Response:
+        subs = json_of(request)["requests"]
+        assert all(s["url"].startswith("/users/") and s["url"].endswith("/settings/exchange") for s in subs)
+        answers = [{"id": s["id"], "status": settings.status_code, "body": body} for s in subs]
+        return httpx.Response(200, json={"responses": answers})
+
+    router.on("POST", r"/beta/\$batch$", batch)
     return router
 
 
-async def test_planning_reads_archives_from_exchange_settings() -> None:
-    router = _directory_router(
-        [httpx.Response(200, json={"primaryMailboxId": "MBX:1@2", "inPlaceArchiveMailboxId": ARCHIVE})]
-    )
+async def test_planning_reads_archives_from_exchange_settings_in_beta_batches() -> None:
+    found = {"primaryMailboxId": "MBX:1@2", "inPlaceArchiveMailboxId": ARCHIVE}
+    router = _directory_router(httpx.Response(200, json=found), users=25)
     client, _, _ = make_client(router)
     async with client:
-        users = [u async for u in GraphPlanningDirectory(client).users()]
-    assert [u.has_archive_mailbox for u in users] == [True, True, True]
-    assert all(u.archive_problem is None for u in users)
+        # No OneDrive probes: 25 SharePoint requests would wait on the fake timer's RU budget.
+        users = [u async for u in GraphPlanningDirectory(client, sharepoint=False).users()]
+    assert len(users) == 25 and all(u.has_archive_mailbox and u.archive_problem is None for u in users)
+    assert [len(json_of(r)["requests"]) for r in router.sent("POST", r"/beta/\$batch")] == [20, 5]
+    assert not router.sent("GET", r"/settings/exchange")
 
 
 async def test_planning_stops_probing_archives_after_a_refusal() -> None:
-    router = _directory_router([graph_error(403, "ErrorAccessDenied", "Access is denied.")])
-    client, _, _ = make_client(router, limits=None)
+    refused = graph_error(403, "ErrorAccessDenied", "Access is denied.")
+    router = _directory_router(refused)
+    router.on("GET", r"/beta/users/u9/settings/exchange$", refused)
+    router.on(
+        "GET", r"/v1.0/users/u9(\?|$)", httpx.Response(200, json={"id": "u9", "userPrincipalName": "u9@x"})
+    )
+    client, _, _ = make_client(router)
     directory = GraphPlanningDirectory(client)
-    directory._probes = asyncio.Semaphore(1)  # one probe at a time: the first refusal counts
     async with client:
         users = [u async for u in directory.users()]
-    assert [u.has_archive_mailbox for u in users] == [False, False, False]
-    assert all("Access is denied" in (u.archive_problem or "") for u in users)
-    assert len(router.sent("GET", r"/settings/exchange")) == 1
+        assert [u.has_archive_mailbox for u in users] == [False, False, False]
+        assert all("Access is denied" in (u.archive_problem or "") for u in users)
+        single = await directory.user("u9")  # not probed again once refused
+    assert single is not None and single.archive_problem and not single.has_archive_mailbox
+    assert len(router.sent("POST", r"/beta/\$batch")) == 1 and not router.sent("GET", r"/settings/exchange")
 
 
 def _item(n: int) -> dict[str, Any]:

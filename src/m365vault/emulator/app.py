@@ -256,7 +256,7 @@ class Emulator:
                     resp.body = _cut(resp.body)
                 return resp
             req.app_id = auth.check_bearer(w, req)
-            if low.rstrip("/") == "/v1.0/$batch":
+            if low.rstrip("/") in ("/v1.0/$batch", "/beta/$batch"):
                 return self.dispatch(req)
             return await self._limited(req)
         except GraphError as exc:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from m365vault.clock import Clock, utcnow
+from m365vault.m365.batch import BatchGet, get_many
 from m365vault.m365.client import GraphClient, segment
 from m365vault.m365.delta import DeltaQuery
 from m365vault.m365.errors import GraphAuthError, GraphError, GraphPermanent
@@ -54,11 +55,16 @@ PROPERTIES_EXPAND = (
 SESSION_MARGIN = timedelta(minutes=2)  # a session this close to its expiry is replaced before use
 
 
-def beta_url(client: GraphClient, path: str) -> str:
-    """Absolute beta URL for a Graph path, on the client's own Graph host."""
+def beta_root(client: GraphClient) -> str:
+    """The beta endpoint on the client's own Graph host (e.g. for a beta `$batch`)."""
     base = client.base_url
     root = base.rsplit("/", 1)[0] if base.rsplit("/", 1)[-1].lower() in ("v1.0", "beta") else base
-    return f"{root}/beta/{path.lstrip('/')}"
+    return f"{root}/beta"
+
+
+def beta_url(client: GraphClient, path: str) -> str:
+    """Absolute beta URL for a Graph path, on the client's own Graph host."""
+    return f"{beta_root(client)}/{path.lstrip('/')}"
 
 
 def _mailbox_path(mailbox_id: str) -> str:
@@ -71,11 +77,27 @@ class ExchangeMailboxes:
     archive: str | None
 
 
+def exchange_settings_request(client: GraphClient, user_id: str) -> BatchGet:
+    return BatchGet(beta_url(client, f"/users/{segment(user_id)}/settings/exchange"))
+
+
 async def exchange_mailboxes(client: GraphClient, user_id: str) -> ExchangeMailboxes:
     """The user's mailbox ids (one request). Raises GraphNotFound / GraphForbidden as Graph answers."""
-    body = await client.get_json(
-        beta_url(client, f"/users/{segment(user_id)}/settings/exchange"), scope=Scope.directory()
-    )
+    body = await client.get_json(exchange_settings_request(client, user_id).url, scope=Scope.directory())
+    return mailboxes_of(body)
+
+
+async def many_exchange_mailboxes(
+    client: GraphClient, user_ids: Sequence[str]
+) -> list[ExchangeMailboxes | GraphError]:
+    """`exchange_mailboxes` of many users through beta `$batch` (20 per request); per user its
+    mailboxes or its error."""
+    requests = [exchange_settings_request(client, user_id) for user_id in user_ids]
+    outcomes = await get_many(client, requests, scope=Scope.directory(), endpoint=beta_root(client))
+    return [o if isinstance(o, GraphError) else mailboxes_of(o) for o in outcomes]
+
+
+def mailboxes_of(body: Mapping[str, Any]) -> ExchangeMailboxes:
     primary, archive = body.get("primaryMailboxId"), body.get("inPlaceArchiveMailboxId")
     return ExchangeMailboxes(
         str(primary) if isinstance(primary, str) and primary else None,

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 CA_FILE_ENV = "M365VAULT_GRAPH_CA_FILE"
 INSECURE_ENV = "M365VAULT_GRAPH_INSECURE"
-ARCHIVE_PROBES = 8  # archive lookups in flight per listing (one per user with a mailbox)
 
 
 Credentials = AppCredentials  # the name the engine adapters use
@@ -202,10 +201,11 @@ class GraphPlanningDirectory:
     Choices: a Microsoft 365 (Unified, mail-enabled) group has a mailbox, read as conversations
     (Group-Conversation.Read.All); this is decided from the group's own properties, with no request
     per group, and a group whose conversations cannot be read fails at backup time with Graph's reason.
-    A user's in-place archive is found through Graph beta's exchange settings (one request per user
-    with a mailbox, see m365/archive.py). A refused probe (403: User.Read.All missing, or beta not
-    reachable) is not retried for the rest of the listing: those users report no archive and
-    `archive_problem` carries Graph's reason, which the planner turns into a plan warning. Personal
+    A user's in-place archive is found through Graph beta's exchange settings (one sub-request per
+    user with a mailbox, 20 per beta `$batch`; see m365/archive.py). After a refused probe (403:
+    User.Read.All missing, or beta not reachable) the rest of the listing is not probed: those users
+    report no archive and `archive_problem` carries Graph's reason, which the planner turns into a
+    plan warning. Personal
     sites are covered through each user's OneDrive (their document library), so no personal site is
     planned.
     """
@@ -215,29 +215,43 @@ class GraphPlanningDirectory:
         self._exchange = exchange
         self._sharepoint = sharepoint
         self._archive_refused: str | None = None  # Graph's reason once an archive probe was refused
-        self._probes = asyncio.Semaphore(ARCHIVE_PROBES)
 
     async def users(self) -> AsyncIterator[TenantUser]:
         async for page in enumeration.discover_users(
             self._client, probe_mailbox=self._exchange, probe_onedrive=self._sharepoint
         ):
-            archives = await asyncio.gather(*(self._archive(found) for found in page))
+            archives = await self._archives(page)
             for found, archive_found in zip(page, archives, strict=True):
                 yield self._user(found, archive_found)
+
+    async def _archives(self, page: list[enumeration.DiscoveredUser]) -> list[bool]:
+        """Which users of a page have an in-place archive: their exchange settings through beta
+        `$batch` (one sub-request per user with a mailbox, 20 per round trip)."""
+        probed = [found for found in page if self._exchange and found.has_mailbox]
+        found_archive: dict[str, bool] = {}
+        if probed and self._archive_refused is None:
+            outcomes = await archive.many_exchange_mailboxes(self._client, [f.id for f in probed])
+            for found, outcome in zip(probed, outcomes, strict=True):
+                found_archive[found.id] = self._archive_outcome(outcome)
+        return [found_archive.get(found.id, False) for found in page]
+
+    def _archive_outcome(self, outcome: archive.ExchangeMailboxes | GraphError) -> bool:
+        if not isinstance(outcome, GraphError):
+            return outcome.archive is not None
+        if not isinstance(outcome, GraphNotFound):
+            if self._archive_refused is None:
+                log.warning("archive mailboxes not discoverable (Graph beta): %s", outcome)
+            self._archive_refused = self._archive_refused or outcome.reason
+        return False
 
     async def _archive(self, found: enumeration.DiscoveredUser) -> bool:
         """Whether the user has an in-place archive (False when it could not be found out)."""
         if not (self._exchange and found.has_mailbox) or self._archive_refused is not None:
             return False
-        async with self._probes:
-            try:
-                return (await archive.exchange_mailboxes(self._client, found.id)).archive is not None
-            except GraphNotFound:
-                return False
-            except GraphError as exc:
-                self._archive_refused = self._archive_refused or exc.reason
-                log.warning("archive mailboxes not discoverable (Graph beta): %s", exc)
-                return False
+        try:
+            return self._archive_outcome(await archive.exchange_mailboxes(self._client, found.id))
+        except GraphError as exc:
+            return self._archive_outcome(exc)
 
     def _user(self, found: enumeration.DiscoveredUser, has_archive: bool) -> TenantUser:
         raw = found.user
