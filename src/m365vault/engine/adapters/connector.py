@@ -205,9 +205,8 @@ class GraphPlanningDirectory:
     user with a mailbox, 20 per beta `$batch`; see m365/archive.py). After a refused probe (403:
     User.Read.All missing, or beta not reachable) the rest of the listing is not probed: those users
     report no archive and `archive_problem` carries Graph's reason, which the planner turns into a
-    plan warning. Personal
-    sites are covered through each user's OneDrive (their document library), so no personal site is
-    planned.
+    plan warning. Personal sites are covered through each user's OneDrive (their document library),
+    so no personal site is planned.
     """
 
     def __init__(self, client: GraphClient, *, exchange: bool = True, sharepoint: bool = True) -> None:

@@ -170,7 +170,8 @@ class GraphChangeSource:
         First rounds are long anyway and are read as before."""
         wanted: dict[Scope, list[tuple[CollectionRef, str, DeltaQuery]]] = {}
         if obj.kind is ObjectKind.ARCHIVE_MAILBOX:
-            return  # beta URLs cannot share the v1.0 $batch; each folder's round starts on its own
+            # Not batched: a sub-request cannot follow an auxiliary archive's 308 (archive_mailbox.py).
+            return
         for collection, token in starts:
             if token and collection.kind != CONVERSATIONS:  # conversations have no delta
                 query = self._query(obj, collection)
