@@ -62,6 +62,8 @@ def test_activity_is_deterministic_and_shows_in_delta(
             "deletedFiles": 1,
             "newGroupPosts": 1,
             "newGroupThreads": 1,
+            "newArchiveItems": 2,
+            "deletedArchiveItems": 1,
         }
         bad = own.admin("POST", "activity", {**spec, "newMessages": -1})
         assert bad.status_code == 400

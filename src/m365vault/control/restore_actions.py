@@ -9,7 +9,7 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from m365vault.catalog import EntryKind, ObjectInfo, VersionInfo
+from m365vault.catalog import EntryKind, ObjectInfo, ObjectKind, VersionInfo
 from m365vault.control.enums import RestoreSessionType
 from m365vault.control.errors import InvalidRequest, NotFound
 from m365vault.control.explore import RestoreExplorer, SessionTree
@@ -17,6 +17,7 @@ from m365vault.control.services import in_thread
 from m365vault.control.settings import Settings
 from m365vault.m365 import GraphError, GraphNotFound, enumeration
 from m365vault.restore import mailer, site_targets
+from m365vault.restore.archive_import import ArchiveRestorer, ArchiveTarget
 from m365vault.restore.errors import InvalidMailSettings, RestoreOutputError
 from m365vault.restore.formats import eml, group_thread, mbox, msg, zipstream
 from m365vault.restore.formats.download import Download, MailItem, Opener
@@ -40,6 +41,11 @@ from m365vault.restore.writeback import (
 CONTAINERS = (EntryKind.FOLDER, EntryKind.LIST, EntryKind.LIBRARY)
 DOCUMENTS = (EntryKind.DOCUMENT,)
 STREAM_BATCH = 200  # items listed per catalog read while an output streams
+ARCHIVE_OUTPUTS = (
+    "Archive mailbox items are kept in Exchange's opaque export format (Graph beta exportItems) and "
+    "cannot be saved, exported or sent; use restoretoOriginallocation (back into the archive) or "
+    "restoreTo (into a mailbox) instead."
+)
 
 
 @dataclass(frozen=True)
@@ -141,16 +147,24 @@ class RestoreActions:
         ]
 
     # ------------------------------------------------------------ mail: save, export
+    def refuse_archive_output(self, tree: SessionTree, selection: Selection) -> None:
+        """400 for a readable output (.eml, .msg, mbox, PST, mail) of an archive mailbox's items;
+        organization-wide outputs leave archive items out instead (see `iter_mail`)."""
+        if selection.object_id is not None and tree.object(selection.object_id).kind is ObjectKind.ARCHIVE:
+            raise InvalidRequest(ARCHIVE_OUTPUTS)
+
     def mail_only(self, tree: SessionTree, selection: Selection) -> list[Picked]:
         """The selection's messages (content = MIME); calendar items and contacts are left out."""
         return list(self.iter_mail(tree, selection))
 
     def iter_mail(self, tree: SessionTree, selection: Selection) -> Iterator[Picked]:
-        """Messages and group mailbox threads (output as MIME built from their posts)."""
+        """Messages and group mailbox threads (output as MIME built from their posts); archive
+        items (opaque export streams, no MIME) are left out."""
         return (
             p
             for p in self.iter_pick(tree, selection, (EntryKind.ITEM,))
             if p.version.content_ref
+            and p.obj.kind is not ObjectKind.ARCHIVE
             and (is_message(p.version.metadata.item_class) or is_group_thread(p.version.metadata.item_class))
         )
 
@@ -255,7 +269,10 @@ class RestoreActions:
                 for p in picked:
                     by_object.setdefault(p.obj.id, []).append(p)
                 for group in by_object.values():
-                    _add(total, await self._restore_mailbox(client, group, request))
+                    if group[0].obj.kind is ObjectKind.ARCHIVE:
+                        _add(total, await self._restore_archive(client, group, request))
+                    else:
+                        _add(total, await self._restore_mailbox(client, group, request))
             return total
 
         return await self._x.operation(tree, "Restore", title, work(), _summary)
@@ -285,6 +302,17 @@ class RestoreActions:
         if others:
             _add(stats, await OutlookItemRestorer(client, reader, target, request.options).restore(others))
         return stats
+
+    async def _restore_archive(
+        self, client: Any, group: list[Picked], request: MailRestoreRequest
+    ) -> RestoreStats:
+        """An archive's items through import sessions: in place into the archive, or into the
+        target user's primary mailbox (restore/archive_import.py)."""
+        obj = group[0].obj
+        user = obj.external_id if request.in_place else str(request.mailbox)
+        target = ArchiveTarget(user=user, in_place=request.in_place, folder=request.folder)
+        restorer = ArchiveRestorer(client, self._x.content(obj), target, request.options)
+        return await restorer.restore([p.version for p in group])
 
     # ------------------------------------------------------------ mail: send
     async def send_mail(

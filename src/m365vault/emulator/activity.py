@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from m365vault.emulator import content, generate, ids
+from m365vault.emulator import archive, content, generate, ids
 from m365vault.emulator.http import Req, Resp
 from m365vault.emulator.tenant import MAIL_FOLDERS, User
 from m365vault.emulator.world import World
@@ -26,6 +26,8 @@ KEYS = (
     "deletedFiles",
     "newGroupPosts",
     "newGroupThreads",
+    "newArchiveItems",
+    "deletedArchiveItems",
 )
 MAX_ACTIONS = 10_000
 POST_ATTACHMENT_SHARE = 0.3  # new group posts that carry a file
@@ -50,10 +52,13 @@ def parse_request(data: Any) -> tuple[int, dict[str, int]]:
 
 
 class Activity:
-    def __init__(self, world: World, dispatch: Callable[[Req], Resp], base_url: str) -> None:
+    def __init__(
+        self, world: World, dispatch: Callable[[Req], Resp], base_url: str, archives: archive.Archives
+    ) -> None:
         self.w = world
         self.dispatch = dispatch
         self.base_url = base_url
+        self.archives = archives
 
     def _call(
         self, method: str, path: str, body: Any = None, *, ctype: str = "application/json", prefer: str = ""
@@ -110,7 +115,59 @@ class Activity:
                 if done:
                     out[key].append(done)
         self._group_activity(rng, counts, out)
+        self._archive_activity(rng, counts, out)
         return out
+
+    def _archive_activity(self, rng: random.Random, counts: dict[str, int], out: dict[str, Any]) -> None:
+        """Mail lands in archives (as retention policies move it there) and is deleted from them.
+        Nothing in Graph creates an archive item except an import, so new items are written directly;
+        deletions go through the beta mailbox API like a client's."""
+        owners = [u for u in self.w.tenant.users if archive.has_archive(u)]
+        if not owners:
+            return
+        for _ in range(counts["newArchiveItems"]):
+            user = rng.choice(owners)
+            number = rng.randrange(len(archive.FOLDERS))
+            sent = self.w.now() - rng.randint(400, 800) * 86400
+            message = self._message(rng, user)
+            state = {
+                "type": "IPM.Note",
+                "subject": message["subject"],
+                "from": message["from"]["emailAddress"],
+                "sender": message["from"]["emailAddress"],
+                "toRecipients": [r["emailAddress"] for r in message["toRecipients"]],
+                "body": message["body"],
+                "receivedDateTime": sent,
+                "sentDateTime": sent,
+                "createdDateTime": sent,
+                "attachments": [],
+                "internetMessageId": f"<archive-{seed_of(rng)}@{self.w.tenant.domain}>",
+            }
+            item_id = self.archives.add_item(user, number, state)
+            out["newArchiveItems"].append({"user": user.id, "id": item_id})
+        for _ in range(counts["deletedArchiveItems"]):
+            done = self._delete_archive_item(rng, owners)
+            if done:
+                out["deletedArchiveItems"].append(done)
+
+    def _delete_archive_item(self, rng: random.Random, owners: list[User]) -> dict[str, Any] | None:
+        for _ in range(50):
+            user = rng.choice(owners)
+            box = self.archives.mailbox_id(user, "archive")
+            number = rng.choice([n for n, f in enumerate(archive.FOLDERS) if not f[3]])  # not expanded
+            fid = self.archives.folder_id(user, number)
+            listing = self._call(
+                "GET",
+                f"beta/admin/exchange/mailboxes/{box}/folders/{fid}/items/delta",
+                prefer="odata.maxpagesize=50",
+            )
+            values = listing.body.get("value", []) if isinstance(listing.body, dict) else []
+            live = [v for v in values if "@removed" not in v]
+            if live:
+                item_id = rng.choice(live)["id"]
+                self._call("DELETE", f"beta/admin/exchange/mailboxes/{box}/folders/{fid}/items/{item_id}")
+                return {"user": user.id, "id": item_id}
+        return None
 
     def _post(self, rng: random.Random) -> dict[str, Any]:
         sender = rng.choice([u for u in self.w.tenant.users if u.has_mailbox])
@@ -247,6 +304,10 @@ class Activity:
             )
             return {"drive": drive.id, "id": item["id"]}
         return None
+
+
+def seed_of(rng: random.Random) -> str:
+    return f"{rng.getrandbits(48):012x}"
 
 
 def _id(resp: Resp) -> str | None:

@@ -16,7 +16,18 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from m365vault.emulator import activity, auth, batch, conversations, directory, files, mail, pim, sites
+from m365vault.emulator import (
+    activity,
+    archive,
+    auth,
+    batch,
+    conversations,
+    directory,
+    files,
+    mail,
+    pim,
+    sites,
+)
 from m365vault.emulator.clock import iso
 from m365vault.emulator.errors import GraphError
 from m365vault.emulator.http import Req, Resp, Router, normalise
@@ -53,6 +64,8 @@ class Emulator:
         pim.register(self.router, world)
         self.conversations = conversations.Conversations(world)
         conversations.register(self.router, world, self.conversations)
+        self.archives = archive.Archives(world, self.mail)
+        archive.register(self.router, world, self.archives)
         self._register_drive_lists()
 
     def _register_drive_lists(self) -> None:
@@ -111,6 +124,8 @@ class Emulator:
         return "/" + "/".join(segs)
 
     def dispatch(self, req: Req) -> Resp:
+        if req.path.lower().startswith("/beta/"):
+            req.version = "beta"
         try:
             path, item_path = normalise(req.path, req.query)
             req.path = self.rewrite(path)
@@ -215,10 +230,11 @@ class Emulator:
             ):
                 req.params = {"tenant": parts[0]}
                 return auth.token(w, req)
-            graph = low.startswith("/v1.0/") or low == "/v1.0"
+            graph = low.startswith(("/v1.0/", "/beta/")) or low == "/v1.0"
             download = low.startswith("/_download/")
             upload = low.startswith("/_upload/")
-            if not (graph or download or upload):
+            imported = low.startswith("/_import/")
+            if not (graph or download or upload or imported):
                 raise GraphError(404, "NotFound", f"No such endpoint: {path}")
             # Faults strike before any work, so a failed upload fragment is not applied. A download is
             # the exception for drops: its real answer is cut, so a resume sees what a network cut
@@ -230,6 +246,9 @@ class Emulator:
                 raise _injected(fault)
             if upload:
                 return self._upload(req, path.split("/")[2])
+            if imported:  # an archive import URL: pre-authenticated, like an upload URL
+                with w.store.lock:
+                    return self.archives.import_item(req)
             if download:
                 await self._latency()
                 with w.store.lock:
@@ -238,7 +257,7 @@ class Emulator:
                     resp.body = _cut(resp.body)
                 return resp
             req.app_id = auth.check_bearer(w, req)
-            if low.rstrip("/") == "/v1.0/$batch":
+            if low.rstrip("/") in ("/v1.0/$batch", "/beta/$batch"):
                 return self.dispatch(req)
             return await self._limited(req)
         except GraphError as exc:
@@ -353,7 +372,7 @@ class Emulator:
                 return Resp(200, w.config.to_json())
             if name == "activity" and req.method == "POST":
                 seed, counts = activity.parse_request(json.loads(req.body or b"{}"))
-                runner = activity.Activity(w, self.dispatch, req.base_url)
+                runner = activity.Activity(w, self.dispatch, req.base_url, self.archives)
                 return Resp(200, runner.run(seed, counts))
             if name == "expire" and req.method == "POST":
                 data = json.loads(req.body or b"{}")
@@ -363,6 +382,7 @@ class Emulator:
                     "list": ["l:"],
                     "calendar": ["ev:"],
                     "contacts": ["c:", "cf:"],
+                    "archive": ["ai:", "af:"],
                     "all": [""],
                 }
                 scope = data.get("scope", "all") if isinstance(data, dict) else None

@@ -99,6 +99,7 @@ def run_batch(outer: Req, dispatch: Callable[[Req], Resp]) -> Resp:
             base_url=outer.base_url,
             request_id=outer.request_id,
             app_id=outer.app_id,
+            version=outer.version,  # sub-requests of /beta/$batch are beta requests
         )
         resp = dispatch(sub)
         status[r["id"].lower()] = resp.status

@@ -31,6 +31,7 @@ class Req:
     app_id: str | None = None
     item_path: str | None = None  # drive path addressing: the part between the colons
     params: dict[str, str] = field(default_factory=dict)
+    version: str = "v1.0"  # "beta" for requests under /beta (the archive routes answer only there)
 
     def json(self) -> Any:
         try:
@@ -54,7 +55,7 @@ class Req:
 
     @property
     def graph_base(self) -> str:
-        return f"{self.base_url}/v1.0"
+        return f"{self.base_url}/{self.version}"
 
     def select(self) -> list[str] | None:
         text = self.query.get("$select")
@@ -77,9 +78,9 @@ _COLON_PATH = re.compile(r"^(.*?/(?:root|items/[^/:]+)):(/[^:]*?)(?::(/.*)?)?$")
 
 
 def normalise(path: str, query: dict[str, str]) -> tuple[str, str | None]:
-    """(canonical path without /v1.0, drive item path or None); may add `token` to query."""
+    """(canonical path without /v1.0 or /beta, drive item path or None); may add `token` to query."""
     path = unquote(path)
-    if path.lower().startswith("/v1.0"):
+    if path.lower().startswith(("/v1.0", "/beta/")):
         path = path[5:]
     match = _FUNC_TOKEN.search(path)
     if match:

@@ -155,6 +155,8 @@ def _user_objects(
     if archive:
         if user.has_archive_mailbox:
             out.add(BackupObject(ObjectKind.ARCHIVE_MAILBOX, user.id, user.name))
+        elif user.archive_problem:  # one warning per distinct reason, not one per user
+            out.warn(f"Archive mailboxes could not be looked up: {user.archive_problem}")
         else:
             missing("archive mailbox")
     if onedrive:

@@ -33,6 +33,7 @@ class TenantUser:
     has_archive_mailbox: bool = False
     has_onedrive: bool = True
     personal_site_id: str | None = None  # the user's personal (my) site, when provisioned
+    archive_problem: str | None = None  # why the archive could not be looked up (a plan warning)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,12 @@ class ItemUnreadable(Exception):
     The engine skips the item so one bad item cannot block its object forever, and reports it
     by name in a `[Warning]` log item (the run ends Warning): the item is backed up again when it
     next changes. Transient errors must not be reported this way."""
+
+
+class ServiceUnavailable(Exception):
+    """Raised by a `ChangeSource` when the object's service cannot be read at all for a reason that
+    is the tenant's configuration (a feature not enabled, a permission not granted), e.g. a 403 from
+    Graph beta's archive API. The task ends Warning with this reason instead of Failed."""
 
 
 class ChangeSource(Protocol):

@@ -24,6 +24,7 @@ from m365vault.engine.ports import (
     LogItem,
     ObjectKind,
     PageRecord,
+    ServiceUnavailable,
     SessionStatistics,
     SessionStatus,
     TenantGroup,
@@ -75,6 +76,7 @@ class FakeTenant:
         self.delta_pages_served = 0
         self.content_reads = 0
         self.directory_error: Exception | None = None
+        self.unavailable: dict[tuple[str, str], str] = {}  # object key -> ServiceUnavailable reason
         self.page_delay = 0.0
         self.content_delay = 0.0
         self._failures: dict[tuple[str, str], int] = {}
@@ -203,6 +205,8 @@ class FakeTenant:
     # -------------------------------------------------------- ChangeSource
 
     async def collections(self, obj: BackupObject) -> Sequence[CollectionRef]:
+        if obj.key in self.unavailable:
+            raise ServiceUnavailable(self.unavailable[obj.key])
         left = self._failures.get(obj.key, 0)
         if left > 0:
             self._failures[obj.key] = left - 1

@@ -20,6 +20,7 @@ from m365vault.engine.object_backup import (
     StopRequested,
     describe_error,
 )
+from m365vault.engine.ports import ServiceUnavailable
 from m365vault.engine.queue import (
     BackupTask,
     OutcomeStatus,
@@ -126,6 +127,8 @@ class ProxyWorkers:
                 error += f"; and {more} more" if more > 0 else ""
         except StopRequested:
             status = OutcomeStatus.STOPPED
+        except ServiceUnavailable as exc:  # configuration, not a fault: a warning, not a failure
+            status, error = OutcomeStatus.WARNING, str(exc)
         except Exception as exc:  # the run decides about retries; the worker carries on
             status, error = OutcomeStatus.FAILED, describe_error(exc)
             logger.warning("run %s: %s failed", task.run_id, task.obj.describe(), exc_info=True)

@@ -49,29 +49,37 @@ class _Pending:
     failures: Failures = field(default_factory=Failures)
 
 
-def relative_url(client: GraphClient, request: BatchGet) -> tuple[str, str] | None:
-    """(absolute, relative-to-the-endpoint) URL of `request`, or None when it is on another host."""
+def relative_url(
+    client: GraphClient, request: BatchGet, endpoint: str | None = None
+) -> tuple[str, str] | None:
+    """(absolute, relative-to-the-endpoint) URL of `request`, or None when it is outside it."""
     absolute = client.url(request.url)
     if request.params:
         absolute = str(httpx.URL(absolute).copy_merge_params(dict(request.params)))
-    base = client.base_url + "/"
+    base = (endpoint or client.base_url) + "/"
     if not absolute.startswith(base):
         return None
     return absolute, absolute[len(base) - 1 :]
 
 
-async def get_many(client: GraphClient, requests: Sequence[BatchGet], *, scope: Scope) -> list[Outcome]:
-    """GET every request, `MAX_REQUESTS` per batch; per request its JSON body or its error."""
+async def get_many(
+    client: GraphClient, requests: Sequence[BatchGet], *, scope: Scope, endpoint: str | None = None
+) -> list[Outcome]:
+    """GET every request, `MAX_REQUESTS` per batch; per request its JSON body or its error.
+
+    `endpoint` is the versioned root the batch goes to (default the client's, v1.0; e.g. the beta
+    root for beta requests): requests outside it are sent on their own."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     batchable: list[_Pending] = []
+    endpoint = endpoint or client.base_url
     for index, request in enumerate(requests):
-        urls = relative_url(client, request)
+        urls = relative_url(client, request, endpoint)
         if urls is None:
             outcomes[index] = await _single(client, request, scope)
         else:
             batchable.append(_Pending(index, request, *urls))
     for start in range(0, len(batchable), MAX_REQUESTS):
-        await _run(client, batchable[start : start + MAX_REQUESTS], outcomes, scope)
+        await _run(client, batchable[start : start + MAX_REQUESTS], outcomes, scope, endpoint)
     done = [outcome for outcome in outcomes if outcome is not None]
     assert len(done) == len(requests)  # every path above settles its request
     return done
@@ -87,7 +95,7 @@ async def _single(client: GraphClient, request: BatchGet, scope: Scope) -> Outco
 
 
 async def _run(
-    client: GraphClient, chunk: list[_Pending], outcomes: list[Outcome | None], scope: Scope
+    client: GraphClient, chunk: list[_Pending], outcomes: list[Outcome | None], scope: Scope, endpoint: str
 ) -> None:
     pending = {str(number): item for number, item in enumerate(chunk)}
     lane = client.lane(scope)
@@ -98,7 +106,7 @@ async def _run(
         try:
             answer = await client.send_json(
                 "POST",
-                "/$batch",
+                f"{endpoint}/$batch",
                 payload,
                 scope=scope,
                 cost=sum(item.request.cost for item in pending.values()),

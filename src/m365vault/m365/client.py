@@ -7,7 +7,9 @@ everything else). A call holds a lane slot from send until its body is consumed,
 Retry policy (graph-protocol.md §6.6): 429 / 503 / 504 / 509 honour Retry-After (seconds or an
 HTTP date measured against the response's own Date header) and pause the whole lane; without it,
 exponential back-off with full jitter. 500 / 502 and dropped connections are retried a few times.
-A 401 drops the token and re-authenticates once. Requests that are not idempotent are only retried
+A 401 drops the token and re-authenticates once. `get_json` / `send_json` follow 307/308 (Graph
+beta's archive mailboxes answer them for auxiliary archives) only to Graph's own origin: the bearer
+token never goes to another host. Requests that are not idempotent are only retried
 when the service certainly did not act on them (throttling answers, connection never made).
 Every failed attempt is logged with Graph's request-id and client-request-id; never the token, and
 never the query string of a pre-authenticated URL.
@@ -33,6 +35,7 @@ from m365vault.m365.auth import TokenProvider, msal_token_provider
 from m365vault.m365.errors import (
     GraphAuthUnavailable,
     GraphError,
+    GraphPermanent,
     GraphThrottled,
     GraphTransient,
     classify_response,
@@ -50,6 +53,8 @@ FLAKY_STATUSES = frozenset({500, 502})
 # Connection failures where the request certainly never reached the service.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+REDIRECT_STATUSES = frozenset({307, 308})  # method and body kept; 302s (downloads) are the callers'
+MAX_REDIRECTS = 5
 # Connections to Graph per client (one client per organization): enough for 16 mailboxes at their
 # 4-request limit; more only adds pool bookkeeping.
 MAX_CONNECTIONS = 64
@@ -231,7 +236,7 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        response = await self.request("GET", path, scope=scope, cost=cost, params=params, headers=headers)
+        response = await self._following("GET", path, scope=scope, cost=cost, params=params, headers=headers)
         return _as_object(response)
 
     async def send_json(
@@ -246,10 +251,57 @@ class GraphClient:
         idempotent: bool | None = None,
     ) -> dict[str, Any]:
         """POST/PATCH a JSON body; returns the JSON answer ({} for 204)."""
-        response = await self.request(
+        response = await self._following(
             method, path, scope=scope, cost=cost, json=body, headers=headers, idempotent=idempotent
         )
         return _as_object(response) if response.content else {}
+
+    async def _following(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: Scope,
+        cost: float,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """`request`, following 307/308 redirects that stay on Graph's origin."""
+        url = path
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self.request(
+                method,
+                url,
+                scope=scope,
+                cost=cost,
+                params=params,
+                headers=headers,
+                json=json,
+                idempotent=idempotent,
+            )
+            if response.status_code not in REDIRECT_STATUSES:
+                return response
+            url = self._trusted_location(response)
+            params = None  # the Location carries the query
+        raise GraphPermanent(f"more than {MAX_REDIRECTS} redirects", method=method, url=safe_url(url))
+
+    def _trusted_location(self, response: httpx.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise GraphPermanent(
+                f"HTTP {response.status_code} without a Location", url=safe_url(response.request.url)
+            )
+        target = response.request.url.join(location)
+        home = httpx.URL(self.base_url)
+        if (target.scheme, target.host, target.port) != (home.scheme, home.host, home.port):
+            # Following would hand the bearer token to a host that is not Graph.
+            raise GraphPermanent(
+                f"Graph redirected to another host ({target.host}); not followed",
+                url=safe_url(response.request.url),
+            )
+        return str(target)
 
     @asynccontextmanager
     async def stream(

@@ -40,6 +40,16 @@ from m365vault.restore.writeback import MailOptions
 router = APIRouter(tags=["Explore: Exchange"], responses=ERROR_RESPONSES)
 VEX = RestoreSessionType.Vex
 ALL_MAIL_ACTIONS = tuple(MAIL_ACTIONS)
+READABLE_OUTPUTS = frozenset(
+    {
+        "exporttoPst",
+        "exportToMbox",
+        "saveToEml",
+        "savetoMsg",
+        "sendtoDefaultAddress",
+        "sendtoDifferentAddress",
+    }
+)
 
 
 @router.get(P, tags=["Explore"], summary="The organization as backed up at the session's point in time")
@@ -79,6 +89,8 @@ async def _run(
         await run_in_threadpool(check, tree)
     title = _title(parsed, what)
     name = parsed.name
+    if name in READABLE_OUTPUTS:
+        await run_in_threadpool(actions.refuse_archive_output, tree, selection)
     if name == "exporttoPst":
         return pst_response()
     if name in ("exportToMbox", "saveToEml") or (name == "savetoMsg" and not _single(selection)):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m365vault.engine.ports import TenantGroup, TenantSite, TenantUser
-from m365vault.m365 import enumeration
+from m365vault.m365 import archive, enumeration
 from m365vault.m365.client import GraphClient, segment
 from m365vault.m365.errors import GraphError, GraphNotFound
 from m365vault.m365.paging import Page, items
@@ -201,31 +201,66 @@ class GraphPlanningDirectory:
     Choices: a Microsoft 365 (Unified, mail-enabled) group has a mailbox, read as conversations
     (Group-Conversation.Read.All); this is decided from the group's own properties, with no request
     per group, and a group whose conversations cannot be read fails at backup time with Graph's reason.
-    Archive mailboxes are not readable through Graph v1.0 with application permissions, so users
-    report no archive; personal sites are covered through each user's OneDrive (their document
-    library), so no personal site is planned.
+    A user's in-place archive is found through Graph beta's exchange settings (one sub-request per
+    user with a mailbox, 20 per beta `$batch`; see m365/archive.py). After a refused probe (403:
+    User.Read.All missing, or beta not reachable) the rest of the listing is not probed: those users
+    report no archive and `archive_problem` carries Graph's reason, which the planner turns into a
+    plan warning. Personal sites are covered through each user's OneDrive (their document library),
+    so no personal site is planned.
     """
 
     def __init__(self, client: GraphClient, *, exchange: bool = True, sharepoint: bool = True) -> None:
         self._client = client
         self._exchange = exchange
         self._sharepoint = sharepoint
+        self._archive_refused: str | None = None  # Graph's reason once an archive probe was refused
 
     async def users(self) -> AsyncIterator[TenantUser]:
         async for page in enumeration.discover_users(
             self._client, probe_mailbox=self._exchange, probe_onedrive=self._sharepoint
         ):
-            for found in page:
-                yield self._user(found)
+            archives = await self._archives(page)
+            for found, archive_found in zip(page, archives, strict=True):
+                yield self._user(found, archive_found)
 
-    def _user(self, found: enumeration.DiscoveredUser) -> TenantUser:
+    async def _archives(self, page: list[enumeration.DiscoveredUser]) -> list[bool]:
+        """Which users of a page have an in-place archive: their exchange settings through beta
+        `$batch` (one sub-request per user with a mailbox, 20 per round trip)."""
+        probed = [found for found in page if self._exchange and found.has_mailbox]
+        found_archive: dict[str, bool] = {}
+        if probed and self._archive_refused is None:
+            outcomes = await archive.many_exchange_mailboxes(self._client, [f.id for f in probed])
+            for found, outcome in zip(probed, outcomes, strict=True):
+                found_archive[found.id] = self._archive_outcome(outcome)
+        return [found_archive.get(found.id, False) for found in page]
+
+    def _archive_outcome(self, outcome: archive.ExchangeMailboxes | GraphError) -> bool:
+        if not isinstance(outcome, GraphError):
+            return outcome.archive is not None
+        if not isinstance(outcome, GraphNotFound):
+            if self._archive_refused is None:
+                log.warning("archive mailboxes not discoverable (Graph beta): %s", outcome)
+            self._archive_refused = self._archive_refused or outcome.reason
+        return False
+
+    async def _archive(self, found: enumeration.DiscoveredUser) -> bool:
+        """Whether the user has an in-place archive (False when it could not be found out)."""
+        if not (self._exchange and found.has_mailbox) or self._archive_refused is not None:
+            return False
+        try:
+            return self._archive_outcome(await archive.exchange_mailboxes(self._client, found.id))
+        except GraphError as exc:
+            return self._archive_outcome(exc)
+
+    def _user(self, found: enumeration.DiscoveredUser, has_archive: bool) -> TenantUser:
         raw = found.user
         return TenantUser(
             id=found.id,
             name=str(raw.get("userPrincipalName") or raw.get("mail") or found.id),
             has_mailbox=bool(found.has_mailbox) and self._exchange,
-            has_archive_mailbox=False,
+            has_archive_mailbox=has_archive,
             has_onedrive=found.onedrive is not None and self._sharepoint,
+            archive_problem=None if has_archive else self._archive_refused,
         )
 
     async def groups(self) -> AsyncIterator[TenantGroup]:
@@ -268,15 +303,14 @@ class GraphPlanningDirectory:
             return None
         mailbox = await enumeration.get_mailbox_settings(self._client, user_id) if self._exchange else None
         drive = await enumeration.get_user_drive(self._client, user_id) if self._sharepoint else None
-        return self._user(
-            enumeration.DiscoveredUser(
-                user=raw,
-                has_mailbox=mailbox is not None,
-                mailbox_settings=mailbox,
-                onedrive=drive,
-                onedrive_probed=self._sharepoint,
-            )
+        found = enumeration.DiscoveredUser(
+            user=raw,
+            has_mailbox=mailbox is not None,
+            mailbox_settings=mailbox,
+            onedrive=drive,
+            onedrive_probed=self._sharepoint,
         )
+        return self._user(found, await self._archive(found))
 
     async def group(self, group_id: str) -> TenantGroup | None:
         try:

@@ -1,0 +1,162 @@
+"""An in-place archive mailbox as the engine's change source (Graph beta, m365/archive.py).
+
+Collections are the archive's folders (listed in full each run, kind `mailFolder` so the catalog
+and explore treat them as mail folders); items come from each folder's mailboxItem delta. An item's
+content is its exported full-fidelity stream: opaque (stored and imported back, never parsed). The
+streams of a page are exported together (20 a request, the page size) when the page arrives and
+kept until the next page of that folder, so `content` never costs a request of its own.
+
+Catalog metadata: folder, message class, size, created/modified times, and subject and sender when
+the extended properties come back. If Graph rejects `$expand` on a first delta request (unverified
+there), the folder is read again without it and later folders skip it.
+
+The archive id comes from the user's exchange settings (one request per task). A 403/404 there or
+on the folder listing (archive not enabled, permission not granted) ends the task Warning with
+Graph's reason (`ServiceUnavailable`), not Failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from m365vault.engine.ports import (
+    BackupObject,
+    ChangePage,
+    CollectionRef,
+    ContentGone,
+    ItemChange,
+    ItemUnreadable,
+    ServiceUnavailable,
+)
+from m365vault.m365 import archive
+from m365vault.m365.client import GraphClient
+from m365vault.m365.delta import DeltaChange, read_delta
+from m365vault.m365.errors import GraphError, GraphForbidden, GraphNotFound, GraphPermanent
+from m365vault.m365.throttle import Scope
+
+MAIL_FOLDER = "mailFolder"  # the same collection kind as a primary mailbox's folders
+GRANTS = "User.Read.All, MailboxFolder.Read.All, MailboxItem.Read.All and MailboxItem.Export.All"
+
+
+def _no_known_ids() -> tuple[str, ...]:
+    return ()  # the engine diffs a resync against the catalog itself
+
+
+def _unavailable(exc: GraphError, what: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"the archive mailbox cannot be {what} (Graph beta; needs {GRANTS}): {exc.reason}"
+    )
+
+
+class ArchiveMailbox:
+    """One task's archive: a new instance per task (it holds the archive id and a page's streams)."""
+
+    def __init__(self, client: GraphClient) -> None:
+        self._client = client
+        self._mailbox: str | None = None
+        self._properties = True  # ask for subject/sender through $expand until Graph refuses it
+        self._streams: dict[str, dict[str, archive.ExportedItem]] = {}  # folder -> item -> export
+
+    async def _mailbox_id(self, obj: BackupObject) -> str:
+        if self._mailbox is None:
+            try:
+                found = await archive.exchange_mailboxes(self._client, obj.id)
+            except (GraphForbidden, GraphNotFound) as exc:
+                raise _unavailable(exc, "found") from exc
+            if not found.archive:
+                raise ServiceUnavailable("the user has no archive mailbox (any more)")
+            self._mailbox = found.archive
+        return self._mailbox
+
+    async def collections(self, obj: BackupObject) -> Sequence[CollectionRef]:
+        mailbox = await self._mailbox_id(obj)
+        query = archive.folders_query(self._client, mailbox, Scope.mailbox(obj.id))
+        found: list[CollectionRef] = []
+        try:
+            async for page in read_delta(self._client, query, token=None, known_ids=_no_known_ids):
+                for change in page.changes:
+                    if not change.removed:
+                        item = change.item
+                        name = str(item.get("displayName") or "")
+                        found.append(CollectionRef(change.id, MAIL_FOLDER, name, item.get("parentFolderId")))
+        except (GraphForbidden, GraphNotFound) as exc:
+            raise _unavailable(exc, "listed") from exc
+        ids = {ref.id for ref in found}
+        # Top-level folders hang under the archive's root, which is not listed: keep parents in the tree.
+        return [ref if ref.parent_id in ids else CollectionRef(ref.id, ref.kind, ref.name) for ref in found]
+
+    async def changes(
+        self, obj: BackupObject, collection: CollectionRef, token: str | None
+    ) -> AsyncIterator[ChangePage]:
+        mailbox = await self._mailbox_id(obj)
+        scope = Scope.mailbox(obj.id)
+        while True:
+            query = archive.items_query(
+                self._client, mailbox, collection.id, scope, properties=self._properties
+            )
+            pages = read_delta(self._client, query, token=token, known_ids=_no_known_ids)
+            yielded = False
+            try:
+                async for page in pages:
+                    converted = [_convert(collection, change) for change in page.changes]
+                    await self._export(mailbox, collection, converted, scope)
+                    yielded = True
+                    yield ChangePage(converted, page.token, final=page.complete, resync=page.resync)
+                return
+            except GraphPermanent as exc:
+                # $expand on item delta is unverified: without a token the options are ours to drop.
+                if yielded or token is not None or not self._properties or exc.status != 400:
+                    raise
+                self._properties = False
+            except GraphForbidden as exc:
+                raise _unavailable(exc, "read") from exc
+
+    async def _export(
+        self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope
+    ) -> None:
+        wanted = [c.item_id for c in changes if not c.removed]
+        streams: dict[str, archive.ExportedItem] = {}
+        if wanted:
+            try:
+                exported = await archive.export_items(self._client, mailbox, wanted, scope)
+            except GraphForbidden as exc:
+                raise _unavailable(exc, "exported") from exc
+            streams = {e.item_id: e for e in exported}
+        self._streams[collection.id] = streams  # the previous page's streams are done with
+
+    async def content(self, collection: CollectionRef, change: ItemChange) -> AsyncIterator[bytes]:
+        exported = self._streams.get(collection.id, {}).get(change.item_id)
+        if exported is None:
+            raise ContentGone(change.item_id)
+        if exported.data is None:
+            if (exported.error or "").startswith("ErrorItemNotFound"):
+                raise ContentGone(change.item_id)  # deleted since the page: the next round says so
+            raise ItemUnreadable(f"archive item could not be exported: {exported.error}")
+        yield exported.data
+
+
+def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
+    if change.removed:
+        return ItemChange(change.id, removed=True)
+    item: dict[str, Any] = change.item
+    props = archive.item_properties(item)
+    sender = props.get("sender_address") or props.get("sender_name")
+    subject = props.get("subject")
+    meta: dict[str, object] = {
+        "kind": "item",
+        "parent": collection.id,
+        "name": subject or "",
+        "subject": subject,
+        "item_class": item.get("type") or "IPM.Note",
+        "sender": sender,
+        "size": item.get("size"),
+        "modified_at": item.get("lastModifiedDateTime"),
+        "extras": {
+            "createdDateTime": item.get("createdDateTime"),
+            "senderName": props.get("sender_name"),
+            "categories": item.get("categories") or [],
+            "archive": True,  # the content is an opaque export stream, not MIME
+        },
+    }
+    return ItemChange(change.id, str(item.get("changeKey") or ""), metadata=meta)
