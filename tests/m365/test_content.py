@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from m365vault.m365.content import (
+    JOINED,
     attachment_content,
     download_file,
     list_attachments,
@@ -52,6 +53,27 @@ async def test_mime_drop_after_bytes_is_reported_not_glued() -> None:
             async for chunk in message_mime(client, "u1", "m1", chunk_size=65536):
                 got += chunk
     assert info.value.bytes_delivered == len(got) > 0 and len(got) <= 100_000
+
+
+async def test_records_are_joined_and_a_drop_hands_out_every_byte_received_first() -> None:
+    router = Router()
+    record = 16 * 1024  # what TLS hands out per read
+    router.on(
+        "GET",
+        r"\$value$",
+        lambda r: httpx.Response(200, content=byte_stream(1_000_000, chunk=record, fail_after=700_000)),
+    )
+    client, _, _ = make_client(router)
+    sizes: list[int] = []
+    got = bytearray()
+    async with client:
+        with pytest.raises(GraphStreamInterrupted) as info:
+            async for chunk in message_mime(client, "u1", "m1"):
+                sizes.append(len(chunk))
+                got += chunk
+    assert sizes[:-1] == [JOINED] * (700_000 // JOINED)  # joined records, not one piece per record
+    assert bytes(got) == pattern_bytes(0, 700_000)  # nothing that arrived was held back
+    assert info.value.bytes_delivered == 700_000
 
 
 async def test_attachments_metadata_and_content() -> None:

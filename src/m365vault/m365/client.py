@@ -17,7 +17,6 @@ never the query string of a pre-authenticated URL.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json as jsonlib
 import logging
@@ -42,6 +41,7 @@ from m365vault.m365.errors import (
     error_code_chain,
     safe_url,
 )
+from m365vault.m365.pools import Pools
 from m365vault.m365.settings import TenantSettings, tls_verification
 from m365vault.m365.throttle import Lane, LimitPolicy, Scope, Throttle
 from m365vault.m365.timing import RealTimer, Timer
@@ -56,7 +56,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTION
 REDIRECT_STATUSES = frozenset({307, 308})  # method and body kept; 302s (downloads) are the callers'
 MAX_REDIRECTS = 5
 # Connections to Graph per client (one client per organization): enough for 16 mailboxes at their
-# 4-request limit; more only adds pool bookkeeping.
+# 4-request limit; more only adds TLS sessions (see pools.py for the pool bookkeeping).
 MAX_CONNECTIONS = 64
 
 
@@ -132,18 +132,21 @@ class GraphClient:
         self.throttle = Throttle(limits or LimitPolicy(), self.timer)
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
-        # Requests beyond the pool wait here, not in httpcore's pool: its queue is rescanned against
-        # every connection at each request start and end (quadratic at a few hundred in flight), and
-        # every connection is kept alive so a busy run does not pay a TLS handshake per request.
-        self._connections = asyncio.Semaphore(max_connections)
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-            verify=tls_verification(verify),
-            trust_env=False,
-            follow_redirects=False,  # 302s to download hosts are followed by hand, without the token
-            timeout=httpx.Timeout(timeout, connect=15.0),
-            headers={"User-Agent": user_agent},
+        # Requests beyond the budget wait in Pools, not in httpcore's queue (rescanned against every
+        # connection at each request start and end); every connection is kept alive so a busy run
+        # does not pay a TLS handshake per request. A given transport (tests) is one pool.
+        self._pools = Pools(
+            max_connections,
+            lambda size: httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+                verify=tls_verification(verify),
+                trust_env=False,
+                follow_redirects=False,  # 302s to download hosts are followed by hand, without the token
+                timeout=httpx.Timeout(timeout, connect=15.0),
+                headers={"User-Agent": user_agent},
+            ),
+            pools=1 if transport is not None else None,
         )
 
     @classmethod
@@ -182,7 +185,7 @@ class GraphClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pools.aclose()
         if self._owns_tokens:
             await self.tokens.aclose()
 
@@ -338,12 +341,12 @@ class GraphClient:
             attempt += 1
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(lane.slot(cost))
-                await stack.enter_async_context(self._connections)
+                http = await stack.enter_async_context(self._pools.lease())
                 request = None
                 try:
                     token = await self.tokens.token() if authenticated else None
-                    request = self._build(method, url, params, headers, content, token, attempt)
-                    response = await self._http.send(request, stream=True)
+                    request = self._build(http, method, url, params, headers, content, token, attempt)
+                    response = await http.send(request, stream=True)
                     stack.push_async_callback(response.aclose)
                     if response.status_code >= 400 or read:
                         # Reading inside the loop: a connection cut mid-body is retried like a failed send.
@@ -379,6 +382,7 @@ class GraphClient:
 
     def _build(
         self,
+        http: httpx.AsyncClient,
         method: str,
         url: str,
         params: Mapping[str, str] | None,
@@ -393,7 +397,7 @@ class GraphClient:
         merged.update(headers or {})
         if token is not None:
             merged["Authorization"] = f"Bearer {token}"
-        return self._http.build_request(method, url, params=params, headers=merged, content=content)
+        return http.build_request(method, url, params=params, headers=merged, content=content)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.retry.backoff_cap, self.retry.backoff_base * (2 ** (attempt - 1)))
