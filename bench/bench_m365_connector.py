@@ -84,7 +84,7 @@ async def bench_requests(n: int = 3000) -> None:
 
 
 async def bench_download() -> None:
-    limits = LimitPolicy(sharepoint_resource_units_per_minute=1e9, sharepoint_burst=1e9)
+    limits = LimitPolicy(sharepoint_resource_units_per_minute=1e9)
     async with GraphClient(BASE, _Tokens(), transport=httpx.MockTransport(_handler), limits=limits) as client:
         t = time.perf_counter()
         total = 0

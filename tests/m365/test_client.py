@@ -17,7 +17,7 @@ from m365vault.m365.errors import (
     GraphThrottled,
     GraphTransient,
 )
-from m365vault.m365.throttle import LimitPolicy, Scope
+from m365vault.m365.throttle import LimitPolicy, Scope, SlidingWindow
 from tests.m365.fakes import GRAPH, FakeTimer, FakeTokens, Router, graph_error, make_client
 
 THROTTLED_429 = httpx.Response(
@@ -133,17 +133,37 @@ async def test_requests_beyond_the_connection_budget_wait_their_turn() -> None:
     assert sorted(a["id"] for a in answers) == sorted(f"/v1.0/users/u{i}/messages/m" for i in range(30))
 
 
-async def test_token_bucket_spreads_requests_over_time() -> None:
+async def test_sharepoint_window_admits_a_minutes_budget_at_once_then_waits_for_it_to_slide() -> None:
     router = Router()
     router.on("GET", r"/drives/", httpx.Response(200, json={}))
-    limits = LimitPolicy(sharepoint_resource_units_per_minute=60, sharepoint_burst=5)
+    limits = LimitPolicy(sharepoint_resource_units_per_minute=60)
     client, _, timer = make_client(router, limits=limits)
     async with client:
         start = timer.now
-        for i in range(15):
-            await client.get_json(f"/drives/d/items/{i}", scope=Scope.sharepoint(), cost=1)
-    # 5 from the burst, 10 more at one per second.
-    assert timer.now - start == pytest.approx(10.0, abs=0.01)
+        for i in range(30):  # 60 RU: the whole minute's budget, no wait
+            await client.get_json(f"/drives/d/items/{i}", scope=Scope.sharepoint(), cost=2)
+        assert timer.now == start
+        await client.get_json("/drives/d/items/x", scope=Scope.sharepoint(), cost=1)
+    # The 61st unit waits until the first spending leaves the window, a minute later.
+    assert timer.now - start == pytest.approx(60.0, abs=1.01)
+    assert len(router.requests) == 31
+
+
+async def test_sliding_window_never_spends_more_than_its_limit_in_any_period() -> None:
+    timer = FakeTimer()
+    window = SlidingWindow(limit=100, period=10.0, timer=timer)
+    start = timer.now
+    spent: list[tuple[float, float]] = []
+    for n in range(400):
+        cost = 1 + n % 3
+        await window.take(cost)
+        spent.append((timer.now, cost))
+        await timer.sleep(0.013 * (n % 7))  # uneven arrivals
+    for at, _ in spent:
+        in_period = sum(cost for when, cost in spent if at - 10.0 < when <= at)
+        assert in_period <= 100
+    # 800 units at 100 per 10 s take at least 70 s, and the window does not hold back much more.
+    assert 70.0 <= timer.now - start <= 90.0
 
 
 @pytest.mark.parametrize("status", [503, 504])

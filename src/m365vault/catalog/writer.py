@@ -479,6 +479,40 @@ class CatalogWriter:
                 insert(_sync).values(object_id=object_id, collection=collection, token=token, updated_at=at)
             )
 
+    def save_tokens_in(
+        self, conn: Connection, object_id: int, tokens: Sequence[tuple[str, str]], at: datetime
+    ) -> None:
+        """Save several collections' delta tokens inside the caller's transaction: one statement per
+        kind of write instead of one or two per token (an incremental saves a token for every
+        unchanged folder). The last token given for a collection wins."""
+        latest = dict(tokens)
+        if not latest:
+            return
+        saved: set[str] = set()
+        for chunk in _chunks(list(latest)):
+            saved.update(
+                conn.execute(
+                    select(_sync.c.collection).where(
+                        _sync.c.object_id == object_id, _sync.c.collection.in_(chunk)
+                    )
+                ).scalars()
+            )
+        updates = [{"c": c, "t": t} for c, t in latest.items() if c in saved]
+        if updates:
+            conn.execute(
+                update(_sync)
+                .where(_sync.c.object_id == object_id, _sync.c.collection == bindparam("c"))
+                .values(token=bindparam("t"), updated_at=at),
+                updates,
+            )
+        fresh = [
+            {"object_id": object_id, "collection": c, "token": t, "updated_at": at}
+            for c, t in latest.items()
+            if c not in saved
+        ]
+        if fresh:
+            conn.execute(insert(_sync), fresh)
+
     def delta_token(self, object_id: int, collection: str) -> str | None:
         with self._engine.connect() as conn:
             return conn.execute(

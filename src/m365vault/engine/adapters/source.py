@@ -15,8 +15,8 @@ library itself). Version keys: `changeKey` for Outlook items, `eTag` for drive a
 changes with content, name and location).
 
 A new `GraphChangeSource` is made per task: it caches the raw JSON of the page being processed
-(for the JSON-content kinds), each drive's root id, and the first delta pages `prefetch` read
-through `$batch` until `changes` consumes them.
+(for the JSON-content kinds), each drive's root id (read on the drive's first page with changes),
+and the first delta pages `prefetch` read through `$batch` until `changes` consumes them.
 """
 
 from __future__ import annotations
@@ -98,7 +98,6 @@ class GraphChangeSource:
             drive = await enumeration.get_user_drive(self._client, obj.id)
             if drive is None:
                 raise GraphNotFound(f"the user {obj.name or obj.id} has no OneDrive")
-            await self._root(str(drive["id"]))
             return [CollectionRef(str(drive["id"]), DRIVE, str(drive.get("name") or "OneDrive"))]
         return await self._site(obj.id)
 
@@ -145,7 +144,6 @@ class GraphChangeSource:
     async def _site(self, site_id: str) -> list[CollectionRef]:
         found: list[CollectionRef] = []
         async for drive in enumeration.list_site_drives(self._client, site_id):
-            await self._root(str(drive["id"]))
             found.append(CollectionRef(str(drive["id"]), DRIVE, str(drive.get("name") or "")))
         async for item in enumeration.list_lists(self._client, site_id):
             template = (item.get("list") or {}).get("template")
@@ -201,6 +199,10 @@ class GraphChangeSource:
         )
         async for page in pages:
             self._raw.clear()
+            if collection.kind == DRIVE and any(not change.removed for change in page.changes):
+                # Items at the top of the library name the root as parent: learn its id only for
+                # drives that changed (a request per drive per run otherwise, mostly unused).
+                await self._root(collection.id)
             converted = [self._convert(obj, collection, change) for change in page.changes]
             yield ChangePage(
                 [c for c in converted if c is not None], page.token, final=page.complete, resync=page.resync
