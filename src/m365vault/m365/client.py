@@ -138,18 +138,17 @@ class GraphClient:
         # every connection at each request start and end (quadratic at a few hundred in flight), and
         # every connection is kept alive so a busy run does not pay a TLS handshake per request.
         self._connections = asyncio.Semaphore(max_connections)
-        pool = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        if transport is None:
+        if transport is None:  # TLS and pool limits are the transport's (the client makes none)
             transport = httpx.AsyncHTTPTransport(
                 verify=tls_verification(verify),
                 trust_env=False,
-                limits=pool,
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
                 socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)],
             )
         self._http = httpx.AsyncClient(
-            limits=pool,
             transport=transport,
-            verify=tls_verification(verify),
             trust_env=False,
             follow_redirects=False,  # 302s to download hosts are followed by hand, without the token
             timeout=httpx.Timeout(timeout, connect=15.0),
