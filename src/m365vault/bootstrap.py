@@ -223,6 +223,7 @@ class ProductSettings:
     graph_insecure: bool = False
     timezone: str | None = None
     threads: int | None = None  # None: the default proxy's threadsNumber
+    content_budget: int = 32 * 1024 * 1024  # item content the workers hold at once (engine/budget.py)
     scheduler: bool = True
 
 
@@ -258,6 +259,7 @@ class Product:
             repositories=repositories,
             credentials=lambda org_id: self._bound().organizations.credentials(org_id),
             threads=settings.threads or _default_threads(sessions),
+            content_budget=settings.content_budget,
         )
         self.verifier = GraphTenantVerifier(tls)
         self.listing = _TenantListing(GraphTenantListing(clients))

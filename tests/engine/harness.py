@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from m365vault.clock import Clock, FakeClock
+from m365vault.engine.budget import DEFAULT_BUDGET
 from m365vault.engine.object_backup import ObjectPorts
 from m365vault.engine.planner import JobScope
 from m365vault.engine.ports import ChangeSource
@@ -60,6 +61,7 @@ async def start_backup(
     deadline: datetime | None = None,
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
+    content_budget: int = DEFAULT_BUDGET,
 ) -> Started:
     world.runs += 1
     queue = InProcessQueue()
@@ -74,7 +76,7 @@ async def start_backup(
         deadline,
     )
     run = BackupRun(request, directory=world.tenant, queue=queue, reporter=reporter, clock=clock, sleep=sleep)
-    workers = ProxyWorkers(queue, world.ports, clock=clock, threads=threads)
+    workers = ProxyWorkers(queue, world.ports, clock=clock, threads=threads, content_budget=content_budget)
     await workers.start()
     task = asyncio.create_task(run.execute())
     return Started(run, reporter, task, workers, queue)

@@ -3,6 +3,8 @@ deliver the file byte for byte, and a file that changes mid-download must be ref
 
 from __future__ import annotations
 
+import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from m365vault.m365 import GraphClient, GraphStreamInterrupted, Scope
+from m365vault.m365.client import RECEIVE_BUFFER
 from m365vault.m365.content import download_file
 from m365vault.m365.enumeration import get_user_drive
 from m365vault.m365.settings import tls_verification
@@ -126,3 +129,15 @@ async def test_a_file_replaced_mid_download_is_refused_not_spliced(emu: Emulator
     assert 0 < len(got) == info.value.bytes_delivered < size
     assert got == pattern_bytes(0, len(got))  # only bytes of the version we started with
     assert transport.ranges[-1] == f"bytes={len(got)}-"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux reports twice the buffer asked for")
+async def test_graph_connections_keep_a_bounded_kernel_receive_buffer(emu: Emulator) -> None:
+    # Autotuned, a fast download's buffer grows to megabytes that the event loop then reads into
+    # memory in one go; the client asks for a fixed one instead.
+    async with connect(emu) as client:
+        drive_id, item = await scratch_file(client, 300_000)
+        path = f"/drives/{drive_id}/items/{item['id']}/content"
+        async with client.stream("GET", path, scope=Scope.sharepoint()) as response:
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * RECEIVE_BUFFER

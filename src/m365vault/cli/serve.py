@@ -45,6 +45,13 @@ def serve(
     no_scheduler: bool = typer.Option(
         False, "--no-scheduler", help="Do not start scheduled jobs or repositories' retention passes"
     ),
+    content_buffer_mib: int = typer.Option(
+        32,
+        "--content-buffer-mib",
+        min=1,
+        help="Item content the backup workers hold in memory at once, downloaded and not yet "
+        "stored (bounds the server's memory however many workers are busy)",
+    ),
     bare: bool = typer.Option(
         False,
         "--bare",
@@ -81,6 +88,7 @@ def serve(
         graph_insecure=graph_insecure,
         timezone=timezone,
         scheduler=not no_scheduler,
+        content_budget=content_buffer_mib * 1024 * 1024,
     )
     restore = RestoreOptions(
         idle_timeout=timedelta(minutes=restore_idle_minutes),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from m365vault.clock import Clock
+from m365vault.engine.budget import ContentBudget, ItemHold
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -86,10 +87,12 @@ async def until_stopped(stop: StopSignal, work: Awaitable[T]) -> T:
 
 
 class _MeteredStream:
-    """Counts the bytes of a content stream and the time spent waiting for them."""
+    """Counts the bytes of a content stream and the time spent waiting for them, and charges
+    them to the item's share of the content budget."""
 
-    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+    def __init__(self, stream: AsyncIterator[bytes], hold: ItemHold) -> None:
         self._stream = stream
+        self._hold = hold
         self.bytes = 0
         self.seconds = 0.0
 
@@ -103,6 +106,7 @@ class _MeteredStream:
         finally:
             self.seconds += time.monotonic() - started
         self.bytes += len(chunk)
+        self._hold.received(len(chunk))
         return chunk
 
     async def aclose(self) -> None:
@@ -155,6 +159,7 @@ class ObjectBackup:
         clock: Clock,
         on_page: Callable[[Counts], Awaitable[None]],
         item_concurrency: int = 4,
+        budget: ContentBudget | None = None,
     ) -> None:
         self.obj = obj
         self._source = ports.source
@@ -164,6 +169,7 @@ class ObjectBackup:
         self._clock = clock
         self._on_page = on_page
         self._item_concurrency = max(1, item_concurrency)
+        self._budget = budget or ContentBudget()
         self.total = Counts()
         self.skipped_items: list[str] = []  # "name: reason", for the log (first few only)
         self._quiet: list[PageRecord] = []  # token-only records of unchanged collections
@@ -295,19 +301,21 @@ class ObjectBackup:
     ) -> tuple[ItemVersion | None, Counts]:
         if not change.has_content:
             return ItemVersion(change.item_id, change.version_key, None, 0, change.metadata), Counts()
-        stream = _MeteredStream(self._source.content(self.obj, collection, change))
-        started = time.monotonic()
-        try:
-            ref = await self._saver.save(stream)
-        except ContentGone:
-            return None, Counts(bytes=stream.bytes, source_seconds=stream.seconds)
-        except ItemUnreadable as exc:
-            if len(self.skipped_items) < 10:
-                name = str(change.metadata.get("name") or change.item_id)
-                self.skipped_items.append(f"{collection.name or collection.id}/{name}: {exc}")
-            return None, Counts(skipped=1, bytes=stream.bytes, source_seconds=stream.seconds)
-        finally:
-            await stream.aclose()
+        size = change.metadata.get("size")
+        started = time.monotonic()  # a wait for the budget is a wait for the repository to catch up
+        async with self._budget.hold(size if isinstance(size, int) else None) as hold:
+            stream = _MeteredStream(self._source.content(self.obj, collection, change), hold)
+            try:
+                ref = await self._saver.save(stream)
+            except ContentGone:
+                return None, Counts(bytes=stream.bytes, source_seconds=stream.seconds)
+            except ItemUnreadable as exc:
+                if len(self.skipped_items) < 10:
+                    name = str(change.metadata.get("name") or change.item_id)
+                    self.skipped_items.append(f"{collection.name or collection.id}/{name}: {exc}")
+                return None, Counts(skipped=1, bytes=stream.bytes, source_seconds=stream.seconds)
+            finally:
+                await stream.aclose()
         elapsed = time.monotonic() - started
         version = ItemVersion(change.item_id, change.version_key, ref, stream.bytes, change.metadata)
         counts = Counts(

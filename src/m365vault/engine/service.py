@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from m365vault.clock import Clock
+from m365vault.engine.budget import DEFAULT_BUDGET
 from m365vault.engine.ports import SessionReporter, TenantDirectory
 from m365vault.engine.queue import InProcessQueue, TaskQueue
 from m365vault.engine.run import BackupRun, RunRequest, RunResult, Sleep, StopReason
@@ -27,13 +28,16 @@ class BackupEngine:
         *,
         clock: Clock,
         threads: int = DEFAULT_THREADS,
+        content_budget: int = DEFAULT_BUDGET,
         queue: TaskQueue | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._queue = queue or InProcessQueue()
         self._clock = clock
         self._sleep = sleep
-        self._workers = ProxyWorkers(self._queue, resolve, clock=clock, threads=threads)
+        self._workers = ProxyWorkers(
+            self._queue, resolve, clock=clock, threads=threads, content_budget=content_budget
+        )
         self._runs: dict[str, tuple[BackupRun, asyncio.Task[RunResult]]] = {}
 
     async def start(self) -> None:

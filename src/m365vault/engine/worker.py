@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from m365vault.clock import Clock
+from m365vault.engine.budget import DEFAULT_BUDGET, ContentBudget
 from m365vault.engine.object_backup import (
     ObjectBackup,
     ObjectPorts,
@@ -48,6 +49,7 @@ class ProxyWorkers:
         clock: Clock,
         threads: int = DEFAULT_THREADS,
         item_concurrency: int = 4,
+        content_budget: int = DEFAULT_BUDGET,
     ) -> None:
         if threads < 1:
             raise ValueError("a proxy needs at least one thread")
@@ -56,6 +58,9 @@ class ProxyWorkers:
         self._clock = clock
         self._threads = threads
         self._item_concurrency = item_concurrency
+        # One budget for every worker: what the proxy holds of item content is bounded by it, not
+        # by how many workers happen to be busy.
+        self.budget = ContentBudget(content_budget)
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -116,6 +121,7 @@ class ProxyWorkers:
                 clock=self._clock,
                 on_page=on_page,
                 item_concurrency=self._item_concurrency,
+                budget=self.budget,
             )
             await backup.run()
             if backup.total.skipped:

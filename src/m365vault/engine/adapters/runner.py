@@ -34,6 +34,7 @@ from m365vault.engine.adapters.recorder import CatalogRecorder
 from m365vault.engine.adapters.reporter import DbSessionReporter, append_log
 from m365vault.engine.adapters.source import GraphChangeSource
 from m365vault.engine.adapters.storage import OpenRepositories
+from m365vault.engine.budget import DEFAULT_BUDGET
 from m365vault.engine.flushing import GroupFlush
 from m365vault.engine.object_backup import ObjectPorts
 from m365vault.engine.planner import (
@@ -166,6 +167,7 @@ class EngineBackupRunner:
         repositories: OpenRepositories,
         credentials: Callable[[uuid.UUID], Credentials],
         threads: int = 64,
+        content_budget: int = DEFAULT_BUDGET,
         stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         self._db = db
@@ -176,7 +178,9 @@ class EngineBackupRunner:
         self._repositories = repositories
         self._credentials = credentials
         self._stop_timeout = stop_timeout
-        self._engine = BackupEngine(self._resolve, clock=clock, threads=threads)
+        self._engine = BackupEngine(
+            self._resolve, clock=clock, threads=threads, content_budget=content_budget
+        )
         self._started = False
         self._runs: dict[str, _RunContext] = {}
         self._start_lock = asyncio.Lock()

@@ -1,0 +1,104 @@
+"""The content budget: what the workers hold of item content is bounded by configuration, waits
+are served in order, and no wait can deadlock (an item never waits once its download started)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from m365vault.engine.budget import HELD_WHOLE, UNKNOWN_SIZE, ContentBudget
+from m365vault.engine.ports import TenantUser
+from m365vault.engine.testing import FakeTenant, mailbox
+from tests.engine.harness import World, backup, start_backup, wait_until
+
+
+async def test_an_item_waits_until_the_budget_has_room_and_waiters_go_in_order() -> None:
+    budget = ContentBudget(100)
+    order: list[str] = []
+    first = budget.hold(60)
+    await first.__aenter__()
+
+    async def item(name: str, size: int) -> None:
+        async with budget.hold(size):
+            order.append(name)
+
+    waiting = [asyncio.create_task(item("b", 60)), asyncio.create_task(item("c", 10))]
+    await asyncio.sleep(0.01)
+    # "c" would fit beside "a" but must not overtake "b", which came first.
+    assert order == [] and budget.used == 60
+    await first.__aexit__(None, None, None)
+    await asyncio.gather(*waiting)
+    assert order == ["b", "c"] and budget.used == 0 and budget.peak <= 100
+
+
+async def test_an_item_bigger_than_the_budget_runs_alone_when_it_is_empty() -> None:
+    budget = ContentBudget(1000)
+    small = budget.hold(10)
+    await small.__aenter__()
+    big = asyncio.create_task(budget.hold(HELD_WHOLE).__aenter__())
+    await asyncio.sleep(0.01)
+    assert not big.done()
+    await small.__aexit__(None, None, None)
+    hold = await asyncio.wait_for(big, 1)
+    assert budget.used == HELD_WHOLE
+    await hold.__aexit__(None, None, None)
+    assert budget.used == 0
+
+
+async def test_a_started_item_grows_without_waiting_up_to_what_the_repository_holds() -> None:
+    budget = ContentBudget(UNKNOWN_SIZE)
+    async with budget.hold(None) as hold:
+        assert budget.used == UNKNOWN_SIZE
+        hold.received(UNKNOWN_SIZE // 2)
+        assert budget.used == UNKNOWN_SIZE  # within its reservation
+        hold.received(4 * HELD_WHOLE)  # over the budget, yet no wait: it already streams
+        assert budget.used == HELD_WHOLE  # the rest goes through the repository's stream windows
+    assert budget.used == 0 and budget.peak == HELD_WHOLE
+
+
+async def test_a_cancelled_waiter_leaves_no_charge_and_lets_the_next_one_in() -> None:
+    budget = ContentBudget(100)
+    first = budget.hold(80)
+    await first.__aenter__()
+    blocked = asyncio.create_task(budget.hold(90).__aenter__())
+    behind = asyncio.create_task(budget.hold(15).__aenter__())
+    await asyncio.sleep(0.01)
+    assert not behind.done()
+    blocked.cancel()
+    hold = await asyncio.wait_for(behind, 1)  # no longer queued behind the cancelled one
+    assert budget.used == 95
+    await hold.__aexit__(None, None, None)
+    await first.__aexit__(None, None, None)
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    assert budget.used == 0
+
+
+def mailboxes(tenant: FakeTenant, users: int, per_user: int, size: int) -> None:
+    for u in range(users):
+        tenant.add_user(TenantUser(f"u-{u}", f"user{u}@contoso.com", has_onedrive=False))
+        for i in range(per_user):
+            content = f"Subject: {u}/{i}\r\n\r\n".encode() + bytes([i % 251]) * size
+            tenant.put(mailbox(f"u-{u}", f"user{u}@contoso.com"), "inbox", f"m-{u}-{i}", content)
+
+
+async def test_a_backup_holds_no_more_content_than_its_budget_and_completes_with_a_tiny_one() -> None:
+    world = World(FakeTenant(page_size=8))
+    mailboxes(world.tenant, users=6, per_user=8, size=200_000)
+    world.tenant.content_delay = 0.001
+    budget = 3 * UNKNOWN_SIZE  # room for 3 of the 6 x 4 items that could be in flight
+    started = await start_backup(world, threads=6, content_budget=budget)
+    await wait_until(lambda: started.workers.budget.used > 0)
+    result = await started.result()
+    assert result.status.name == "SUCCESS"
+    assert world.store.saves == 48
+    # Each item holds its 200 kB (more than reserved) once started; at most 3 start together.
+    assert started.workers.budget.peak <= 3 * 200_100
+    assert started.workers.budget.used == 0
+
+    # A budget smaller than any item: one item at a time, and the run still ends.
+    world = World(FakeTenant(page_size=8))
+    mailboxes(world.tenant, users=3, per_user=4, size=50_000)
+    result, _ = await backup(world, threads=3, content_budget=1)
+    assert result.status.name == "SUCCESS" and world.store.saves == 12
