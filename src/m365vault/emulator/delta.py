@@ -44,6 +44,14 @@ class Expired(Exception):
         self.generation = generation
         self.latest = latest
 
+    def sync_state_not_found(self) -> GraphError:
+        """Outlook's answer (mail, contacts, events, archives) to a token of a lost generation."""
+        return GraphError(
+            410,
+            "SyncStateNotFound",
+            f"The sync state generation is not found; generation={self.generation};[highest={self.latest}].",
+        )
+
 
 class DeltaEngine:
     def __init__(

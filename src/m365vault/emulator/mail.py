@@ -637,12 +637,7 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
             try:
                 payload = w.delta.read_token(view, token)
             except Expired as exc:
-                raise GraphError(
-                    410,
-                    "SyncStateNotFound",
-                    f"The sync state generation is not found; generation={exc.generation};"
-                    f"[highest={exc.latest}].",
-                ) from exc
+                raise exc.sync_state_not_found() from exc
             options = payload.get("q") or options
         size, applied = w.delta_size(req, options, 10, prefer=True)
         page = w.delta.page(view, payload, size, options)
