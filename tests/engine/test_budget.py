@@ -75,6 +75,23 @@ async def test_a_cancelled_waiter_leaves_no_charge_and_lets_the_next_one_in() ->
     assert budget.used == 0
 
 
+async def test_a_release_between_a_cancel_and_the_cancelled_task_running_grants_it_nothing() -> None:
+    # stop() cancels waiting lanes while running lanes finish: the release can come first
+    budget = ContentBudget(100)
+    first = budget.hold(80)
+    await first.__aenter__()
+    blocked = asyncio.create_task(budget.hold(90).__aenter__())
+    await asyncio.sleep(0.01)
+    blocked.cancel()
+    await first.__aexit__(None, None, None)  # before `blocked` has run its cancellation
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    assert budget.used == 0
+    again = await asyncio.wait_for(budget.hold(100).__aenter__(), 1)  # nothing leaked or stuck
+    await again.__aexit__(None, None, None)
+    assert budget.used == 0
+
+
 def mailboxes(tenant: FakeTenant, users: int, per_user: int, size: int) -> None:
     for u in range(users):
         tenant.add_user(TenantUser(f"u-{u}", f"user{u}@contoso.com", has_onedrive=False))

@@ -49,7 +49,8 @@ class ContentBudget:
             if waiter.done() and not waiter.cancelled():
                 self._give_back(amount)  # granted in the same step it was cancelled
             else:
-                self._waiters.remove(entry)
+                if entry in self._waiters:  # `_wake` may have dropped it already
+                    self._waiters.remove(entry)
                 self._wake()  # the next one may fit now that this one no longer queues ahead
             raise
 
@@ -65,8 +66,14 @@ class ContentBudget:
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self._fits(self._waiters[0][0]):
-            amount, waiter = self._waiters.popleft()
+        while self._waiters:
+            amount, waiter = self._waiters[0]
+            if waiter.cancelled():  # its task has not run yet: grant it nothing
+                self._waiters.popleft()
+                continue
+            if not self._fits(amount):
+                return
+            self._waiters.popleft()
             self._charge(amount)
             waiter.set_result(None)
 
