@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 from m365vault.emulator import generate, ids
 from m365vault.emulator.clock import iso
-from m365vault.emulator.delta import Expired, View
+from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.mail import Mail
@@ -386,13 +386,7 @@ def register(router: Router, world: World, archives: Archives) -> None:  # noqa:
             "expand": _expand_ids(req),
         }
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
-        payload = None
-        if token:
-            try:
-                payload = w.delta.read_token(view, token)
-            except Expired as exc:
-                raise exc.sync_state_not_found() from exc
-            options = payload.get("q") or options
+        payload, options = w.delta.resume_outlook(view, token, options)
         size, applied = w.delta_size(req, options, 10, prefer=True)
         page = w.delta.page(view, payload, size, options)
         select = [s for s in (options.get("select") or "").split(",") if s] or None

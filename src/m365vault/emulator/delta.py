@@ -75,6 +75,19 @@ class DeltaEngine:
         lag = self.lag()
         return self.store.current_seq() if lag <= 0 else self.store.seq_at(self.now() - lag)
 
+    def resume_outlook(
+        self, view: View, token: str | None, options: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """What an Outlook delta request resumes from: its token's payload and the query options
+        baked into it (None and `options` without a token); a lost generation is Outlook's 410."""
+        if not token:
+            return None, options
+        try:
+            payload = self.read_token(view, token)
+        except Expired as exc:
+            raise exc.sync_state_not_found() from exc
+        return payload, payload.get("q") or options
+
     def read_token(self, view: View, token: str) -> dict[str, Any]:
         try:
             payload = self.signer.read("delta", token)

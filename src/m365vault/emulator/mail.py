@@ -15,7 +15,7 @@ from typing import Any
 
 from m365vault.emulator import generate, ids
 from m365vault.emulator.clock import iso, parse_iso
-from m365vault.emulator.delta import Expired, View
+from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.tenant import MAIL_FOLDERS, WELL_KNOWN, User
@@ -628,17 +628,11 @@ def register(router: Router, world: World, mail: Mail) -> None:  # noqa: C901, P
     def delta_response(
         req: Req, view: View, link_path: str, render: Any, tomb: Any, kind: str, is_base: Any = None
     ) -> Resp:
-        payload = None
         token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
         if req.query.get("$deltatoken", "").lower() == "latest":
             raise GraphError(400, "BadRequest", "Parameter 'DeltaToken' not supported for this request.")
         options = _delta_options(req, kind)
-        if token:
-            try:
-                payload = w.delta.read_token(view, token)
-            except Expired as exc:
-                raise exc.sync_state_not_found() from exc
-            options = payload.get("q") or options
+        payload, options = w.delta.resume_outlook(view, token, options)
         size, applied = w.delta_size(req, options, 10, prefer=True)
         page = w.delta.page(view, payload, size, options)
         items = page.items

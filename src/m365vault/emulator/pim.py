@@ -8,7 +8,7 @@ from typing import Any
 
 from m365vault.emulator import generate, ids
 from m365vault.emulator.clock import iso, parse_iso
-from m365vault.emulator.delta import Expired, View
+from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.tenant import User
@@ -33,14 +33,8 @@ def _outlook_delta(
     keep: Callable[[dict[str, Any], dict[str, Any]], bool],
 ) -> Resp:
     token = req.query.get("$deltatoken") or req.query.get("$skiptoken")
-    payload = None
     options = {**options, "top": req.query.get("$top")}
-    if token:
-        try:
-            payload = w.delta.read_token(view, token)
-        except Expired as exc:
-            raise exc.sync_state_not_found() from exc
-        options = payload.get("q") or options
+    payload, options = w.delta.resume_outlook(view, token, options)
     size, applied = w.delta_size(req, options, 10, prefer=True)
     page = w.delta.page(view, payload, size, options)
     body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#Collection({odata_type})"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from m365vault.emulator import ids
@@ -94,6 +94,18 @@ class ScaleSpec:
     threads_per_group: int  # group mailbox conversations (one thread each), on average
 
 
+_MEDIUM = ScaleSpec(
+    users=40,
+    messages_per_mailbox=250,
+    sites=8,
+    files_per_drive=40,
+    list_items=60,
+    events=40,
+    contacts=40,
+    big_file_share=0.01,
+    threads_per_group=8,
+)
+
 SCALES = {
     "small": ScaleSpec(
         users=8,
@@ -108,28 +120,8 @@ SCALES = {
     ),
     # A tenth of medium (same mailbox and drive shape, a tenth of the users and sites): the small
     # side of bench_backup's (c) peak-memory ratio.
-    "tenth": ScaleSpec(
-        users=4,
-        messages_per_mailbox=250,
-        sites=1,
-        files_per_drive=40,
-        list_items=60,
-        events=40,
-        contacts=40,
-        big_file_share=0.01,
-        threads_per_group=8,
-    ),
-    "medium": ScaleSpec(
-        users=40,
-        messages_per_mailbox=250,
-        sites=8,
-        files_per_drive=40,
-        list_items=60,
-        events=40,
-        contacts=40,
-        big_file_share=0.01,
-        threads_per_group=8,
-    ),
+    "tenth": replace(_MEDIUM, users=4, sites=1),
+    "medium": _MEDIUM,
     "large": ScaleSpec(
         users=200,
         messages_per_mailbox=700,
