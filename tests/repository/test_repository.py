@@ -7,6 +7,7 @@ import os
 import random
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import zstandard
@@ -22,7 +23,7 @@ from m365vault.repository import (
     UnknownRef,
     WrongPassword,
 )
-from m365vault.repository.backends.base import Backend, Kind
+from m365vault.repository.backends.base import Backend, Handle, Kind, Payload
 from m365vault.repository.backends.memory import MemoryBackend
 from m365vault.repository.blob import BlobType, Envelope
 from m365vault.repository.repo import STREAMS
@@ -350,4 +351,21 @@ async def test_a_failed_background_encoding_fails_flush_and_waiters_not_silently
     assert not repo._pending and not repo._batches  # nothing left for a later save to wait on
     with pytest.raises(RepositoryError):
         await repo.save_item(mail(2))
+    await repo.close()
+
+
+async def test_concurrent_first_saves_write_one_writer_lock() -> None:
+    backend = MemoryBackend()
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    saved: list[str] = []
+    save = backend.save
+
+    async def recording(handle: Handle, data: Payload, **kwargs: Any) -> None:
+        if handle.kind is Kind.LOCKS:
+            saved.append(handle.name)
+        await save(handle, data, **kwargs)
+
+    backend.save = recording  # type: ignore[method-assign]
+    await asyncio.gather(*(repo.save_item(mail(i)) for i in range(8)))
+    assert len(saved) == 1
     await repo.close()

@@ -163,6 +163,7 @@ class Repository:
         self._marks_seen: datetime | None = None
         self._lock_name: str | None = None
         self._lock_created: datetime | None = None
+        self._lock_turn = asyncio.Lock()  # concurrent saves finding no lock write one, not one each
         self._closed = False
         self._dicts: dict[bytes, Dictionary] = {}  # every dictionary loaded, for decoding
         self._dictionary: Dictionary | None = None  # the one this writer compresses with
@@ -465,11 +466,18 @@ class Repository:
         # A blob that only lives in packs a prune has marked must be stored again (format §8).
         return any(pack not in self._avoid for pack in self.index.holders(blob_id))
 
+    def _lock_stale(self) -> bool:
+        if self._lock_name is None or self._lock_created is None:
+            return True
+        return self.clock() - self._lock_created >= LOCK_REFRESH
+
     async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
         """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
         self._check_usable()
-        if self._lock_name is None or self.clock() - (self._lock_created or self.clock()) >= LOCK_REFRESH:
-            await self._refresh_lock(force=self._lock_name is None)
+        if self._lock_stale():
+            async with self._lock_turn:
+                if self._lock_stale():
+                    await self._refresh_lock(force=self._lock_name is None)
         limit = self.config.small_item_limit
         if isinstance(data, bytes) and len(data) <= limit:  # the common case (mail): no stream machinery
             return make_ref(BlobType.DATA, await self._store_whole(data))
