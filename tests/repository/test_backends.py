@@ -39,6 +39,18 @@ async def test_local_backend_refuses_object_lock(tmp_path) -> None:
 
 
 @pytest.mark.s3
+async def test_local_backend_writes_a_payload_in_parts_across_writeback_steps(tmp_path, monkeypatch) -> None:
+    from m365vault.repository.backends import local
+
+    monkeypatch.setattr(local, "_WRITEBACK_STEP", 1000)
+    parts = [bytes([i]) * (300 + 97 * i) for i in range(12)]  # steps end inside and between parts
+    b = local.LocalBackend(tmp_path)
+    handle = Handle(Kind.DATA, "cd" * 32)
+    await b.save(handle, parts)
+    assert await b.load(handle) == b"".join(parts)
+    assert await b.load(handle, 2500, 700) == b"".join(parts)[2500:3200]
+
+
 async def test_s3_object_lock_blocks_removal_until_retention_ends(s3_factory) -> None:
     b: S3Backend = await s3_factory(object_lock=True)
     try:

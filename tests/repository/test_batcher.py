@@ -86,3 +86,22 @@ async def test_a_shut_down_pool_fails_callers_instead_of_stranding_them() -> Non
     batcher: Batcher[int, int] = Batcher(pool, 1, lambda n: n, lambda n: 1)
     with pytest.raises(RuntimeError):
         await asyncio.wait_for(batcher.run(1), 5)
+
+
+async def test_finish_runs_on_the_loop_thread_for_each_waiting_caller() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[tuple[int, int, int]] = []
+
+    def finish(arg: int, result: int) -> int:
+        seen.append((arg, result, threading.get_ident()))
+        if arg == 2:
+            raise ValueError("two")
+        return result + 1
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = Batcher(pool, 2, lambda n: n * 10, lambda n: 1, finish)
+        results = await asyncio.gather(*(batcher.run(n) for n in range(6)), return_exceptions=True)
+    assert [r for i, r in enumerate(results) if i != 2] == [1, 11, 31, 41, 51]
+    assert isinstance(results[2], ValueError)
+    assert sorted(arg for arg, _, _ in seen) == list(range(6))
+    assert {thread for _, _, thread in seen} == {loop_thread}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import zstandard
@@ -21,8 +23,9 @@ from m365vault.repository import (
     UnknownRef,
     WrongPassword,
 )
-from m365vault.repository.backends.base import Backend, Kind
+from m365vault.repository.backends.base import Backend, Handle, Kind, Payload
 from m365vault.repository.backends.memory import MemoryBackend
+from m365vault.repository.blob import BlobType, Envelope
 from m365vault.repository.repo import STREAMS
 from tests.repository.conftest import PASSWORD, SMALL, assert_check_passes
 
@@ -278,3 +281,91 @@ async def test_only_a_few_streams_are_chunked_at_once(mem_repo: Repository) -> N
     await mem_repo.flush()
     for ref, data in zip(refs, contents, strict=True):
         assert await mem_repo.read_item(ref) == data
+
+
+async def test_small_saves_return_before_encoding_and_flush_makes_them_durable(monkeypatch) -> None:
+    from m365vault.repository import repo as repo_module
+
+    backend = MemoryBackend()
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    monkeypatch.setattr(repo_module, "_BACKGROUND_BYTES", 20_000)  # saves must wait for room
+    started = threading.Event()
+    release = threading.Event()
+    encode = repo._encode_part
+
+    def held(part: list[tuple[BlobType, bytes, bytes]]) -> list[Envelope]:
+        started.set()
+        release.wait(10)
+        return encode(part)
+
+    monkeypatch.setattr(repo, "_encode_part", held)
+    items = [mail(i) for i in range(40)]
+    first = await asyncio.wait_for(repo.save_item(items[0]), 5)  # returns with its blob unencoded
+    assert not [i async for i in backend.list(Kind.DATA)]
+    saves = asyncio.gather(*(repo.save_item(item) for item in items[1:]))
+    await asyncio.sleep(0.1)
+    assert started.is_set() and not saves.done()  # over the bound: the others wait for room
+    release.set()
+    refs = [first, *await asyncio.wait_for(saves, 10)]
+    await repo.flush()
+    await repo.close()
+    async with await Repository.open(backend, PASSWORD) as again:
+        for ref, item in zip(refs, items, strict=True):
+            assert await again.read_item(ref) == item
+    await assert_check_passes(backend)
+
+
+async def test_a_small_blob_claimed_by_one_save_is_encoded_once_and_the_other_waits(monkeypatch) -> None:
+    repo = await Repository.init(MemoryBackend(), PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    encoded: list[bytes] = []
+    encode = repo._encode_part
+
+    def counting(part: list[tuple[BlobType, bytes, bytes]]) -> list[Envelope]:
+        encoded.extend(blob_id for _, blob_id, _ in part)
+        return encode(part)
+
+    monkeypatch.setattr(repo, "_encode_part", counting)
+    first = await repo.save_item(mail(1))
+    again = asyncio.create_task(repo.save_item(mail(1)))
+    await asyncio.sleep(0)
+    assert not again.done()  # claimed, not yet in a pack: the second save waits for it
+    assert await again == first
+    assert encoded == [bytes.fromhex(first[1:])]
+    assert bytes.fromhex(first[1:]) in repo._builder
+    await repo.close()
+
+
+async def test_a_failed_background_encoding_fails_flush_and_waiters_not_silently(monkeypatch) -> None:
+    repo = await Repository.init(MemoryBackend(), PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+
+    def broken(part: list[tuple[BlobType, bytes, bytes]]) -> list[Envelope]:
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(repo, "_encode_part", broken)
+    await repo.save_item(mail(1))
+    waiter = asyncio.create_task(repo.save_item(mail(1)))
+    with pytest.raises(RepositoryError, match="no room"):
+        await waiter
+    with pytest.raises(RepositoryError, match="no room"):
+        await repo.flush()
+    assert not repo._pending and not repo._batches  # nothing left for a later save to wait on
+    with pytest.raises(RepositoryError):
+        await repo.save_item(mail(2))
+    await repo.close()
+
+
+async def test_concurrent_first_saves_write_one_writer_lock() -> None:
+    backend = MemoryBackend()
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=SMALL)
+    saved: list[str] = []
+    save = backend.save
+
+    async def recording(handle: Handle, data: Payload, **kwargs: Any) -> None:
+        if handle.kind is Kind.LOCKS:
+            saved.append(handle.name)
+        await save(handle, data, **kwargs)
+
+    backend.save = recording  # type: ignore[method-assign]
+    await asyncio.gather(*(repo.save_item(mail(i)) for i in range(8)))
+    assert len(saved) == 1
+    await repo.close()

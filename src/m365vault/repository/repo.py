@@ -4,6 +4,9 @@ Write order (format §7): packs are stored whole, then an index file lists them,
 `flush()` return; a ref is durable once a `flush()` that started after `save_item` returned it has
 returned. CPU work (hashing, zstd, AES-GCM) runs in a thread pool; memory stays bounded by the
 number of blobs in flight, one pack being filled and at most two packs being uploaded.
+
+A small item's save returns as soon as its blob is hashed and claimed: the blob is encoded in the
+background, with the others claimed meanwhile, and `flush()` waits for that before storing packs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import zstandard
@@ -23,7 +27,7 @@ import zstandard
 from m365vault.clock import Clock, utcnow
 from m365vault.repository import blob
 from m365vault.repository.backends.base import Backend, Handle, Kind, NotFound, ObjectInfo, Retention
-from m365vault.repository.batcher import Batcher
+from m365vault.repository.batcher import Batcher, split_parts
 from m365vault.repository.blob import (
     DICTIONARY_MAX_CONTENT,
     BlobType,
@@ -58,6 +62,12 @@ _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, ev
 _DICT_SAMPLES = 1000
 _DICT_SAMPLE_BYTES = 8 * 1024 * 1024
 _DICT_SIZE = 112 * 1024
+# Data blobs up to this size are hashed on the loop thread (microseconds) and encoded in the
+# background: bench_repository (b) mail-sized, a save that waited for its encoding kept batches
+# as small as the number of concurrent saves (8), and the loop's per-save steps set the pace.
+_BACKGROUND_MAX = 128 * 1024
+_BACKGROUND_BATCH = 512 * 1024  # a background batch goes to the pool once it holds this much
+_BACKGROUND_BYTES = 8 * 1024 * 1024  # saves wait while this much is claimed but not in the pack
 
 
 def new_name() -> str:
@@ -77,6 +87,16 @@ def parse_ref(ref: str) -> tuple[BlobType, bytes]:
 
 def make_ref(kind: BlobType, blob_id: bytes) -> str:
     return ("b" if kind is BlobType.DATA else "m") + blob_id.hex()
+
+
+@dataclass(eq=False)  # hashed by identity: held in a set
+class _Batch:
+    """Blobs claimed for background encoding; `done` once all are in the open pack (or failed)."""
+
+    done: asyncio.Future[None]
+    items: list[tuple[BlobType, bytes, bytes]]  # kind, blob id, content
+    size: int = 0
+    parts: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,8 +136,9 @@ class Repository:
         self.index_files: dict[str, IndexFile] = {}
         self.index_problems: dict[str, str] = {}  # index file name -> why it could not be read
         self._builder = PackBuilder(new_name())
-        # Blobs being encoded or waiting in a pack not yet stored: done once the blob is in a pack.
-        self._pending: dict[bytes, asyncio.Future[None]] = {}
+        # Blobs being encoded (a future, done once the blob is in a pack) or in a pack not yet stored
+        # (None: nothing to wait for; whole blobs go straight there, sparing a future each).
+        self._pending: dict[bytes, asyncio.Future[None] | None] = {}
         self._unindexed: dict[str, PackEntries] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._encode_slots = asyncio.Semaphore(2 * self._workers)
@@ -125,9 +146,15 @@ class Repository:
         # Whole blobs (items up to small_item_limit, manifests) are hashed and encoded in batches:
         # bench_repository (b) mail-sized items, one hop per blob or encoding on the loop thread
         # kept one core busy; batched, both are.
+        # Each part's blobs go into the open pack as the part comes back, in one pass on the loop.
         self._encoder: Batcher[tuple[BlobType, bytes], tuple[bytes, Envelope | None]] = Batcher(
-            self._pool, self._workers, self._hash_and_encode, lambda arg: len(arg[1])
+            self._pool, self._workers, self._hash_and_encode, lambda arg: len(arg[1]), self._add_encoded
         )
+        self._queued: _Batch | None = None  # claimed, not yet sent to the pool
+        self._send_soon: asyncio.Handle | None = None
+        self._batches: set[_Batch] = set()  # not yet in the open pack
+        self._background_bytes = 0
+        self._room: asyncio.Future[None] | None = None  # for saves waiting on _BACKGROUND_BYTES
         self._upload_slots = asyncio.Semaphore(2)
         self._index_lock = asyncio.Lock()
         self._error: BaseException | None = None
@@ -136,6 +163,7 @@ class Repository:
         self._marks_seen: datetime | None = None
         self._lock_name: str | None = None
         self._lock_created: datetime | None = None
+        self._lock_turn = asyncio.Lock()  # concurrent saves finding no lock write one, not one each
         self._closed = False
         self._dicts: dict[bytes, Dictionary] = {}  # every dictionary loaded, for decoding
         self._dictionary: Dictionary | None = None  # the one this writer compresses with
@@ -430,21 +458,29 @@ class Repository:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _known(self, blob_id: bytes) -> bool:
-        if blob_id in self._pending:
-            return True
+        return blob_id in self._pending or self._stored(blob_id)
+
+    def _stored(self, blob_id: bytes) -> bool:
+        if not self._avoid:
+            return blob_id in self.index
         # A blob that only lives in packs a prune has marked must be stored again (format §8).
         return any(pack not in self._avoid for pack in self.index.holders(blob_id))
+
+    def _lock_stale(self) -> bool:
+        if self._lock_name is None or self._lock_created is None:
+            return True
+        return self.clock() - self._lock_created >= LOCK_REFRESH
 
     async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
         """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
         self._check_usable()
-        if self._lock_name is None or self.clock() - (self._lock_created or self.clock()) >= LOCK_REFRESH:
-            await self._refresh_lock(force=self._lock_name is None)
+        if self._lock_stale():
+            async with self._lock_turn:
+                if self._lock_stale():
+                    await self._refresh_lock(force=self._lock_name is None)
         limit = self.config.small_item_limit
         if isinstance(data, bytes) and len(data) <= limit:  # the common case (mail): no stream machinery
-            if self._dictionary is None:
-                await self._sample(data)
-            return make_ref(BlobType.DATA, await self._store_blob(BlobType.DATA, data))
+            return make_ref(BlobType.DATA, await self._store_whole(data))
         if isinstance(data, bytes):  # held whole: cut it in place, no copies, one hop to cut and hash
             return await self._save_whole(data)
         head = bytearray()
@@ -468,10 +504,7 @@ class Repository:
                 for blob_id, chunk in await self.run_cpu(_cut_and_hash, self.keys, chunker.feed, piece):
                     await self._queue_chunk(blob_id, chunk, chunks, stores)
             if chunker is None:
-                content = bytes(head)
-                await self._sample(content)
-                blob_id = await self._store_blob(BlobType.DATA, content)
-                return make_ref(BlobType.DATA, blob_id)
+                return make_ref(BlobType.DATA, await self._store_whole(bytes(head)))
             for blob_id, chunk in await self.run_cpu(
                 _cut_and_hash, self.keys, lambda _: list(chunker.finish()), b""
             ):
@@ -509,7 +542,8 @@ class Repository:
         chunks.append((blob_id, len(chunk)))
         if blob_id in self._pending:
             # Another item is storing this chunk: the manifest must wait until it is in a pack.
-            stores.append(asyncio.create_task(self._wait_pending(blob_id)))
+            if self._pending[blob_id] is not None:
+                stores.append(asyncio.create_task(self._wait_pending(blob_id)))
             return
         if self._known(blob_id):
             return
@@ -528,16 +562,111 @@ class Repository:
             await asyncio.shield(future)
         return blob_id
 
-    async def _store_blob(self, kind: BlobType, content: bytes) -> bytes:
-        """Hash and encode in one batched hop; the encoding is thrown away in the rare case another
-        save claimed the same blob meanwhile."""
-        blob_id, envelope = await self._encoder.run((kind, content))
+    async def _store_whole(self, content: bytes) -> bytes:
+        """A small item's one data blob: small ones claimed here and encoded in the background."""
+        if self._dictionary is None:
+            await self._sample(content)
+        if len(content) > _BACKGROUND_MAX:
+            return await self._store_blob(BlobType.DATA, content)
+        blob_id = self.keys.blob_id(content)
         if blob_id in self._pending:
-            return await self._wait_pending(blob_id)
-        if self._known(blob_id):
-            return blob_id
-        self._pending[blob_id] = asyncio.get_running_loop().create_future()
-        return await self._encode_and_add(kind, blob_id, content, envelope=envelope)
+            await self._wait_pending(blob_id)  # another save claimed it: wait until it is in a pack
+        elif not self._stored(blob_id):
+            self._enqueue(BlobType.DATA, blob_id, content)
+            while self._background_bytes > _BACKGROUND_BYTES:
+                if self._room is None:
+                    self._room = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._room)  # shared: one waiter's cancellation is its own
+        if self._builder.size >= self.config.pack_size:
+            await self._rotate_pack()
+        return blob_id
+
+    def _enqueue(self, kind: BlobType, blob_id: bytes, content: bytes) -> None:
+        """Claim the blob for the next background batch, sent at the end of this event-loop turn
+        or once it holds _BACKGROUND_BATCH bytes, whichever comes first."""
+        batch = self._queued
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._queued = _Batch(loop.create_future(), [])
+            self._batches.add(batch)
+            self._send_soon = loop.call_soon(self._send_queued)
+        self._pending[blob_id] = batch.done
+        batch.items.append((kind, blob_id, content))
+        batch.size += len(content)
+        self._background_bytes += len(content)
+        if batch.size >= _BACKGROUND_BATCH:
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        batch, self._queued = self._queued, None
+        if self._send_soon is not None:
+            self._send_soon.cancel()
+            self._send_soon = None
+        if batch is None:
+            return
+        loop = asyncio.get_running_loop()
+        parts = split_parts(batch.items, self._workers, lambda item: len(item[2]))
+        batch.parts = len(parts)
+        for part in parts:
+            try:
+                encoded = loop.run_in_executor(self._pool, self._encode_part, part)
+            except RuntimeError as err:  # the pool is shut down: fail the batch, never strand it
+                encoded = loop.create_future()
+                encoded.set_exception(err)
+            encoded.add_done_callback(partial(self._add_part, batch, part))
+
+    def _encode_part(self, part: list[tuple[BlobType, bytes, bytes]]) -> list[Envelope]:
+        level = self.config.compression_level
+        return [blob.encode(self.keys, k, i, content, level, self._dictionary) for k, i, content in part]
+
+    def _add_part(
+        self,
+        batch: _Batch,
+        part: list[tuple[BlobType, bytes, bytes]],
+        encoded: asyncio.Future[list[Envelope]],
+    ) -> None:
+        """On the loop thread: the part's blobs go into the open pack, or the writer fails."""
+        err = asyncio.CancelledError() if encoded.cancelled() else encoded.exception()
+        if err is None:
+            for (kind, blob_id, content), envelope in zip(part, encoded.result(), strict=True):
+                self._builder.add(kind, blob_id, envelope, len(content))
+                self._pending[blob_id] = None
+        else:
+            self._error = self._error or err
+            for _, blob_id, _ in part:
+                if self._pending.get(blob_id) is batch.done:
+                    del self._pending[blob_id]
+            if not batch.done.done():
+                batch.done.set_exception(RepositoryError(f"storing small blobs failed: {err}"))
+                batch.done.exception()  # mark retrieved: waiters, if any, still get it
+        self._background_bytes -= sum(len(content) for _, _, content in part)
+        batch.parts -= 1
+        if batch.parts == 0:
+            self._batches.discard(batch)
+            if not batch.done.done():
+                batch.done.set_result(None)
+        if self._room is not None and self._background_bytes <= _BACKGROUND_BYTES:
+            self._room.set_result(None)
+            self._room = None
+
+    async def _drain_background(self) -> None:
+        """Every blob claimed for background encoding is in the open pack (or the writer failed)."""
+        self._send_queued()
+        while self._batches:
+            await asyncio.wait([batch.done for batch in self._batches])
+
+    async def _store_blob(self, kind: BlobType, content: bytes) -> bytes:
+        """Hash and encode in one batched hop; `_add_encoded` has put the blob in the open pack
+        unless another save claimed it meanwhile (then wait for that one) or it was known."""
+        blob_id, _ = await self._encoder.run((kind, content))
+        if blob_id in self._pending:
+            await self._wait_pending(blob_id)
+        elif not self._stored(blob_id):  # the pool saw it stored or claimed; no longer so
+            self._pending[blob_id] = asyncio.get_running_loop().create_future()
+            return await self._encode_and_add(kind, blob_id, content)
+        if self._builder.size >= self.config.pack_size:
+            await self._rotate_pack()
+        return blob_id
 
     def _hash_and_encode(self, arg: tuple[BlobType, bytes]) -> tuple[bytes, Envelope | None]:
         """Runs in the pool. `_known` here is only a hint (the index tolerates reads from another
@@ -549,6 +678,18 @@ class Repository:
         level = self.config.compression_level
         return blob_id, blob.encode(self.keys, kind, blob_id, content, level, self._dictionary)
 
+    def _add_encoded(
+        self, arg: tuple[BlobType, bytes], result: tuple[bytes, Envelope | None]
+    ) -> tuple[bytes, Envelope | None]:
+        """On the loop thread, as a part of `_encoder` comes back: the real claim. A new blob goes
+        into the open pack at once; the envelope is dropped either way (the caller needs the id)."""
+        kind, content = arg
+        blob_id, envelope = result
+        if envelope is not None and not self._known(blob_id):
+            self._builder.add(kind, blob_id, envelope, len(content))
+            self._pending[blob_id] = None
+        return blob_id, None
+
     async def _encode_and_add(
         self,
         kind: BlobType,
@@ -556,11 +697,9 @@ class Repository:
         content: bytes | memoryview,
         *,
         acquired: bool = False,
-        envelope: Envelope | None = None,
     ) -> bytes:
         try:
-            if envelope is None:
-                envelope = await self._encode(kind, blob_id, content, acquired)
+            envelope = await self._encode(kind, blob_id, content, acquired)
             self._builder.add(kind, blob_id, envelope, len(content))
             self._settle(blob_id, None)
             if self._builder.size >= self.config.pack_size:
@@ -645,6 +784,8 @@ class Repository:
     async def flush(self) -> None:
         """Store the open pack and an index for every stored pack. After it returns, every ref
         this repository handed out before the call is durable (format §7 rule 2)."""
+        self._check_usable()
+        await self._drain_background()
         self._check_usable()
         await self._rotate_pack()
         await self._drain_uploads()
