@@ -119,9 +119,9 @@ async def test_crash_garbage_is_collected() -> None:
     backend, repo = await fresh(clock)
     ref = await repo.save_item(b"kept")
     await repo.flush()
-    await repo._rotate_pack()  # nothing pending: no-op
+    await repo._rotate_pack(only_full=False)  # nothing pending: no-op
     await repo.save_item(os.urandom(50_000))
-    await repo._rotate_pack()
+    await repo._rotate_pack(only_full=False)
     await repo._drain_uploads()  # a pack stored, then the "crash" before its index
     repo._unindexed.clear()
     repo._closed = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import threading
@@ -369,3 +370,54 @@ async def test_concurrent_first_saves_write_one_writer_lock() -> None:
     await asyncio.gather(*(repo.save_item(mail(i)) for i in range(8)))
     assert len(saved) == 1
     await repo.close()
+
+
+class HeldDataBackend(MemoryBackend):
+    """Pack saves wait until released: a backend slower than the writers filling packs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.packs_waiting = 0
+
+    async def save(self, handle: Handle, data: Payload, retention: Any = None) -> None:
+        if handle.kind is Kind.DATA:
+            self.packs_waiting += 1
+            await self.release.wait()
+            self.packs_waiting -= 1
+        await super().save(handle, data, retention=retention)
+
+
+async def test_packs_wait_for_the_backend_in_order_and_a_cancelled_save_loses_nothing() -> None:
+    backend = HeldDataBackend()
+    # Items stored whole and big enough to be encoded before their save returns: a save that
+    # fills the open pack sends it to be stored.
+    config = dataclasses.replace(SMALL, small_item_limit=256 * 1024)
+    repo = await Repository.init(backend, PASSWORD, kdf=KdfParams.for_tests(), config=config)
+    # ~20 packs of incompressible items, while the backend holds every pack it is given.
+    items = [os.urandom(150_000) for _ in range(40)]
+    lanes = asyncio.Semaphore(4)  # like a backup's item lanes: a few saves in flight at a time
+
+    async def save(item: bytes) -> str:
+        async with lanes:
+            return await repo.save_item(item)
+
+    saves = [asyncio.create_task(save(item)) for item in items]
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+    assert backend.packs_waiting == 2  # two uploads; the rest wait, not as packs piled in memory
+    assert not all(save.done() for save in saves)
+    waiting = [save for save in saves if not save.done()]
+    waiting[0].cancel()  # a save cancelled while its pack waits for an upload slot
+    backend.release.set()
+    results = await asyncio.gather(*saves, return_exceptions=True)
+    await repo.flush()
+    refs = {ref: item for ref, item in zip(results, items, strict=True) if isinstance(ref, str)}
+    assert len(refs) >= len(items) - 1
+    # Saving everything again: a blob the cancelled save had packed must still be stored.
+    again = await asyncio.gather(*(repo.save_item(item) for item in items))
+    await repo.close()
+    async with await Repository.open(backend, PASSWORD) as reopened:
+        for ref, item in zip(again, items, strict=True):
+            assert await reopened.read_item(ref) == item
+    await assert_check_passes(backend)

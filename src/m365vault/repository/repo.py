@@ -156,6 +156,7 @@ class Repository:
         self._background_bytes = 0
         self._room: asyncio.Future[None] | None = None  # for saves waiting on _BACKGROUND_BYTES
         self._upload_slots = asyncio.Semaphore(2)
+        self._rotation = asyncio.Lock()
         self._index_lock = asyncio.Lock()
         self._error: BaseException | None = None
         self.marks: dict[str, PruneMark] = {}
@@ -731,19 +732,25 @@ class Repository:
                 future.exception()  # mark retrieved: waiters, if any, still get it
                 self._pending.pop(blob_id, None)
 
-    async def _rotate_pack(self) -> None:
-        builder, self._builder = self._builder, PackBuilder(new_name())
-        if not builder.entries:
-            return
-        await self._upload_slots.acquire()
-        task = asyncio.create_task(self._upload(builder))
-        self._uploads.add(task)
-        task.add_done_callback(self._uploads.discard)
-        if len(self._unindexed) + len(self._uploads) >= _AUTO_INDEX_PACKS:
-            # Index only after every earlier pack is stored, so no index lists a manifest whose
-            # chunks sit in a pack that a crash could still lose (format §7 rule 3).
-            await self._drain_uploads()
-            await self._write_index()
+    async def _rotate_pack(self, *, only_full: bool = True) -> None:
+        """Send the open pack to be stored (only once it is full, unless told otherwise).
+
+        The upload slot is taken before the pack is: a save cancelled while it waits leaves the
+        pack open with its blobs, and saves that fill packs faster than the backend stores them
+        wait here, so at most the open pack and the two being uploaded are held in memory."""
+        async with self._rotation:
+            if not self._builder.entries or (only_full and self._builder.size < self.config.pack_size):
+                return
+            await self._upload_slots.acquire()
+            builder, self._builder = self._builder, PackBuilder(new_name())
+            task = asyncio.create_task(self._upload(builder))
+            self._uploads.add(task)
+            task.add_done_callback(self._uploads.discard)
+            if len(self._unindexed) + len(self._uploads) >= _AUTO_INDEX_PACKS:
+                # Index only after every earlier pack is stored, so no index lists a manifest whose
+                # chunks sit in a pack that a crash could still lose (format §7 rule 3).
+                await self._drain_uploads()
+                await self._write_index()
 
     async def _upload(self, builder: PackBuilder) -> None:
         try:
@@ -787,7 +794,7 @@ class Repository:
         self._check_usable()
         await self._drain_background()
         self._check_usable()
-        await self._rotate_pack()
+        await self._rotate_pack(only_full=False)
         await self._drain_uploads()
         self._check_usable()
         await self._write_index()
