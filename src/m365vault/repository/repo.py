@@ -472,13 +472,17 @@ class Repository:
             return True
         return self.clock() - self._lock_created >= LOCK_REFRESH
 
-    async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
-        """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
-        self._check_usable()
+    async def _keep_lock(self) -> None:
+        """Write the writer lock, or a fresh one once it is old: once, however many saves ask."""
         if self._lock_stale():
             async with self._lock_turn:
                 if self._lock_stale():
                     await self._refresh_lock(force=self._lock_name is None)
+
+    async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
+        """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
+        self._check_usable()
+        await self._keep_lock()
         limit = self.config.small_item_limit
         if isinstance(data, bytes) and len(data) <= limit:  # the common case (mail): no stream machinery
             return make_ref(BlobType.DATA, await self._store_whole(data))
@@ -538,8 +542,7 @@ class Repository:
         stores: list[asyncio.Task[bytes]],
     ) -> None:
         # Chunks of one item are encoded in parallel; the slot semaphore bounds memory.
-        if self._lock_created is not None and self.clock() - self._lock_created >= LOCK_REFRESH:
-            await self._refresh_lock()  # a long item must not let the lock go stale
+        await self._keep_lock()  # a long item must not let the lock go stale
         chunks.append((blob_id, len(chunk)))
         if blob_id in self._pending:
             # Another item is storing this chunk: the manifest must wait until it is in a pack.
