@@ -12,6 +12,7 @@ import pytest
 
 from m365vault.engine.adapters.archive_mailbox import ArchiveMailbox
 from m365vault.engine.adapters.connector import GraphPlanningDirectory
+from m365vault.engine.budget import ContentBudget
 from m365vault.engine.planner import JobScope, PartialOrganizationItem, plan_backup
 from m365vault.engine.ports import (
     BackupObject,
@@ -163,20 +164,28 @@ async def test_the_archive_source_lists_folders_and_exports_each_page() -> None:
     link = "https://graph.microsoft.com/beta/admin/exchange/mailboxes/x/folders/F1/items/delta?d=2"
     router.on("GET", r"/folders/F1/items/delta", collection([_item(1), _item(2), _item(3)], delta_link=link))
     client, _, _ = make_client(router)
+    budget = ContentBudget()
     async with client:
-        source = ArchiveMailbox(client)
+        source = ArchiveMailbox(client, budget)
         refs = await source.collections(ADELE)
         assert [(r.id, r.name, r.parent_id) for r in refs] == [("F1", "Inbox", None), ("F2", "2023", "F1")]
-        pages = [p async for p in source.changes(ADELE, refs[0], None)]
-        assert pages[-1].final and pages[-1].token == link
-        first, second, third = pages[0].changes
+        pages = source.changes(ADELE, refs[0], None)
+        page = await anext(pages)
+        assert page.final and page.token == link
+        first, second, third = page.changes
         assert first.version_key == "ck1" and first.metadata["subject"] == "Subject 1"
         assert first.metadata["sender"] == "megan@contoso.com" and first.metadata["item_class"] == "IPM.Note"
+        # The page's exports are held under the budget (the delta page's sizes) until the next page.
+        assert all(change.read_ahead for change in page.changes) and budget.used == 1001 + 1002 + 1003
         assert b"".join([piece async for piece in source.content(refs[0], first)]) == b"FTS I1"
         with pytest.raises(ContentGone):
             [piece async for piece in source.content(refs[0], second)]
         with pytest.raises(ItemUnreadable, match="ErrorCorruptData"):
             [piece async for piece in source.content(refs[0], third)]
+        assert [p async for p in pages] == []
+        assert budget.used == 0
+        with pytest.raises(ContentGone):  # let go with the page
+            [piece async for piece in source.content(refs[0], first)]
     assert len(router.sent("POST", r"/exportItems")) == 1
 
 

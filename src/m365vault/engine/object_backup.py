@@ -303,7 +303,11 @@ class ObjectBackup:
             return ItemVersion(change.item_id, change.version_key, None, 0, change.metadata), Counts()
         size = change.metadata.get("size")
         started = time.monotonic()  # a wait for the budget is a wait for the repository to catch up
-        async with self._budget.hold(size if isinstance(size, int) else None) as hold:
+        if change.read_ahead:
+            item_hold = self._budget.covered()
+        else:
+            item_hold = self._budget.hold(size if isinstance(size, int) else None)
+        async with item_hold as hold:
             stream = _MeteredStream(self._source.content(self.obj, collection, change), hold)
             try:
                 ref = await self._saver.save(stream)

@@ -146,6 +146,8 @@ class ItemChange:
     changes with the same id and version_key are the same version, so replays cost nothing.
     A connector that backs up file versions reports each unseen version as its own change, oldest
     first, all with the file's id.
+    `read_ahead`: the source read the content with its page, under a content budget hold of its
+    own (engine/budget.py); the engine takes none for the item.
     """
 
     item_id: str
@@ -153,6 +155,7 @@ class ItemChange:
     removed: bool = False
     has_content: bool = True
     metadata: Mapping[str, object] = field(default_factory=dict)
+    read_ahead: bool = False
 
 
 @dataclass(frozen=True)

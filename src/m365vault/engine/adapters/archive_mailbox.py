@@ -4,7 +4,11 @@ Collections are the archive's folders (listed in full each run, kind `mailFolder
 and explore treat them as mail folders); items come from each folder's mailboxItem delta. An item's
 content is its exported full-fidelity stream: opaque (stored and imported back, never parsed). The
 streams of a page are exported together (20 a request, the page size) when the page arrives and
-kept until the next page of that folder, so `content` never costs a request of its own.
+kept until the engine asks for the next page of that folder, so `content` never costs a request of
+its own. They are item content held ahead of the saves: the page takes one content budget hold for
+them (its items' sizes from the delta page) before the export, returned when the page is done, and
+its items are marked `read_ahead` (the engine takes no hold for them). Without it every busy
+archive kept a page of streams outside the budget (bench_backup (c), docs/engine.md "Memory").
 
 Catalog metadata: folder, message class, size, created/modified times, and subject and sender when
 the extended properties come back. If Graph rejects `$expand` on a first delta request (unverified
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from m365vault.engine.budget import UNKNOWN_SIZE, ContentBudget, ItemHold
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -52,8 +57,9 @@ def _unavailable(exc: GraphError, what: str) -> ServiceUnavailable:
 class ArchiveMailbox:
     """One task's archive: a new instance per task (it holds the archive id and a page's streams)."""
 
-    def __init__(self, client: GraphClient) -> None:
+    def __init__(self, client: GraphClient, budget: ContentBudget | None = None) -> None:
         self._client = client
+        self._budget = budget or ContentBudget()
         self._mailbox: str | None = None
         self._properties = True  # ask for subject/sender through $expand until Graph refuses it
         self._streams: dict[str, dict[str, archive.ExportedItem]] = {}  # folder -> item -> export
@@ -100,9 +106,13 @@ class ArchiveMailbox:
             try:
                 async for page in pages:
                     converted = [_convert(collection, change) for change in page.changes]
-                    await self._export(mailbox, collection, converted, scope)
-                    yielded = True
-                    yield ChangePage(converted, page.token, final=page.complete, resync=page.resync)
+                    async with self._budget.read_ahead(_expected_size(converted)) as hold:
+                        await self._export(mailbox, collection, converted, scope, hold)
+                        yielded = True
+                        try:
+                            yield ChangePage(converted, page.token, final=page.complete, resync=page.resync)
+                        finally:
+                            self._streams.pop(collection.id, None)  # saved or abandoned: let go
                 return
             except GraphPermanent as exc:
                 # $expand on item delta is unverified: without a token the options are ours to drop.
@@ -113,7 +123,7 @@ class ArchiveMailbox:
                 raise _unavailable(exc, "read") from exc
 
     async def _export(
-        self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope
+        self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope, hold: ItemHold
     ) -> None:
         wanted = [c.item_id for c in changes if not c.removed]
         streams: dict[str, archive.ExportedItem] = {}
@@ -123,7 +133,8 @@ class ArchiveMailbox:
             except GraphForbidden as exc:
                 raise _unavailable(exc, "exported") from exc
             streams = {e.item_id: e for e in exported}
-        self._streams[collection.id] = streams  # the previous page's streams are done with
+            hold.received(sum(len(e.data) for e in exported if e.data is not None))
+        self._streams[collection.id] = streams
 
     async def content(self, collection: CollectionRef, change: ItemChange) -> AsyncIterator[bytes]:
         exported = self._streams.get(collection.id, {}).get(change.item_id)
@@ -134,6 +145,12 @@ class ArchiveMailbox:
                 raise ContentGone(change.item_id)  # deleted since the page: the next round says so
             raise ItemUnreadable(f"archive item could not be exported: {exported.error}")
         yield exported.data
+
+
+def _expected_size(changes: list[ItemChange]) -> int:
+    """What a page's export will hold: its items' sizes as the delta page gives them."""
+    sizes = (change.metadata.get("size") for change in changes if not change.removed)
+    return sum(size if isinstance(size, int) else UNKNOWN_SIZE for size in sizes)
 
 
 def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
@@ -159,4 +176,4 @@ def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
             "archive": True,  # the content is an opaque export stream, not MIME
         },
     }
-    return ItemChange(change.id, str(item.get("changeKey") or ""), metadata=meta)
+    return ItemChange(change.id, str(item.get("changeKey") or ""), metadata=meta, read_ahead=True)
