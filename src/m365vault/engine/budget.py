@@ -42,8 +42,9 @@ class ContentBudget:
         return ItemHold(self, max(1, min(expected, HELD_WHOLE)), HELD_WHOLE)
 
     def read_ahead(self, size: int) -> ItemHold:
-        """A hold for content read ahead for several items at once: `size` is their expected
-        total, not capped (it is all in memory together until the last is saved)."""
+        """A hold for content read ahead for several items at once: `size` is what the read
+        holds at most, not capped (it is all in memory together until the last item is saved);
+        `keep` lowers it to what stays once the read's own buffers are gone."""
         return ItemHold(self, max(1, size), None)
 
     def covered(self) -> ItemHold:
@@ -110,6 +111,12 @@ class ItemHold:
             await self._budget._reserve(self._reserve)
         self._held = self._reserve
         return self
+
+    def keep(self, count: int) -> None:
+        """Give back what the hold has beyond `count` bytes (a read's transient buffers are gone)."""
+        if count < self._held:
+            excess, self._held = self._held - count, count
+            self._budget._give_back(excess)
 
     async def __aexit__(self, *exc: object) -> None:
         held, self._held = self._held, 0
