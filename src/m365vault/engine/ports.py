@@ -232,8 +232,10 @@ class PrefetchingSource(ChangeSource, Protocol):
 class ContentSaver(Protocol):
     """The repository as the engine needs it."""
 
-    async def save(self, stream: AsyncIterator[bytes]) -> str:
-        """Store the stream; return a content reference. Not durable until `flush`."""
+    async def save(self, stream: AsyncIterator[bytes], size: int | None = None) -> str:
+        """Store the stream; return a content reference. Not durable until `flush`. `size` is the
+        content's size when the source knows it (the repository may wait before reading a big
+        item rather than holding its start)."""
         ...
 
     async def flush(self) -> None:
