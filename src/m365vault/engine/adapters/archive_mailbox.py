@@ -7,11 +7,13 @@ streams of a page are exported together (20 a request, the page size) when the p
 kept until the engine asks for the next page of that folder, so `content` never costs a request of
 its own. They are item content held ahead of the saves: the page takes one content budget hold for
 them before the export, returned when the page is done, and its items are marked `read_ahead` (the
-engine takes no hold for them). While the export is read and decoded its answer is in memory three
-times (base64 answer, its parsed text, the decoded streams: 11/3 of the streams), so the hold
-reserves that and keeps only the streams once they are decoded. Without it every busy archive kept
-a page of streams and its export answer outside the budget (bench_backup (c), docs/engine.md
-"Memory").
+engine takes no hold for them). While an export answer is read and decoded it is in memory
+several times over (the base64 body, joined from its pieces, and its parsed text: ~8/3 of the
+streams it carries, before the decoded streams), so a page is exported in requests of at most
+`EXPORT_REQUEST` bytes of items (by the delta page's sizes; 20 small items still go in one), and
+the hold reserves the page's streams plus one request's answer, keeping only the streams once they
+are decoded. Without it every busy archive kept a page of streams and its whole export answer
+outside the budget (bench_backup (c), docs/engine.md "Memory").
 
 Catalog metadata: folder, message class, size, created/modified times, and subject and sender when
 the extended properties come back. If Graph rejects `$expand` on a first delta request (unverified
@@ -43,6 +45,7 @@ from m365vault.m365.delta import DeltaChange, read_delta
 from m365vault.m365.errors import GraphError, GraphForbidden, GraphNotFound, GraphPermanent
 from m365vault.m365.throttle import Scope
 
+EXPORT_REQUEST = 1024 * 1024  # expected stream bytes per exportItems request (one item at least)
 MAIL_FOLDER = "mailFolder"  # the same collection kind as a primary mailbox's folders
 GRANTS = "User.Read.All, MailboxFolder.Read.All, MailboxItem.Read.All and MailboxItem.Export.All"
 
@@ -128,17 +131,16 @@ class ArchiveMailbox:
     async def _export(
         self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope, hold: ItemHold
     ) -> None:
-        wanted = [c.item_id for c in changes if not c.removed]
         streams: dict[str, archive.ExportedItem] = {}
-        if wanted:
+        for request in _export_requests(changes):
             try:
-                exported = await archive.export_items(self._client, mailbox, wanted, scope)
+                exported = await archive.export_items(self._client, mailbox, request, scope)
             except GraphForbidden as exc:
                 raise _unavailable(exc, "exported") from exc
-            streams = {e.item_id: e for e in exported}
-            decoded = sum(len(e.data) for e in exported if e.data is not None)
-            hold.received(decoded)
-            hold.keep(decoded)  # the answer and its text are gone: the streams stay until the next page
+            streams.update((e.item_id, e) for e in exported)
+        decoded = sum(len(e.data) for e in streams.values() if e.data is not None)
+        hold.received(decoded)
+        hold.keep(decoded)  # the answers and their text are gone: the streams stay until the next page
         self._streams[collection.id] = streams
 
     async def content(self, collection: CollectionRef, change: ItemChange) -> AsyncIterator[bytes]:
@@ -152,11 +154,38 @@ class ArchiveMailbox:
         yield exported.data
 
 
+def _expected(change: ItemChange) -> int:
+    size = change.metadata.get("size")
+    return size if isinstance(size, int) else UNKNOWN_SIZE
+
+
+def _export_requests(changes: list[ItemChange]) -> list[list[str]]:
+    """The page's item ids in export requests of at most `EXPORT_REQUEST` expected bytes (an item
+    bigger than that alone) and `archive.MAX_EXPORT` items."""
+    requests: list[list[str]] = []
+    size = 0
+    for change in changes:
+        if change.removed:
+            continue
+        if (
+            not requests
+            or size + _expected(change) > EXPORT_REQUEST
+            or len(requests[-1]) >= archive.MAX_EXPORT
+        ):
+            requests.append([])
+            size = 0
+        requests[-1].append(change.item_id)
+        size += _expected(change)
+    return requests
+
+
 def _export_peak(changes: list[ItemChange]) -> int:
-    """What a page's export holds at most while it is read: its items' sizes as the delta page
-    gives them, as base64 answer (4/3), that answer's parsed text (4/3) and decoded (1)."""
-    sizes = (change.metadata.get("size") for change in changes if not change.removed)
-    return sum(size if isinstance(size, int) else UNKNOWN_SIZE for size in sizes) * 11 // 3
+    """What a page's export holds at most while it is read: its streams (by the delta page's
+    sizes) and the largest request's answer being read and parsed (8/3 of what it carries)."""
+    live = [change for change in changes if not change.removed]
+    sizes = {change.item_id: _expected(change) for change in live}
+    largest = max((sum(sizes[i] for i in request) for request in _export_requests(live)), default=0)
+    return sum(sizes.values()) + largest * 8 // 3
 
 
 def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
