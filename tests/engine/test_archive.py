@@ -12,6 +12,7 @@ import pytest
 
 from m365vault.engine.adapters.archive_mailbox import ArchiveMailbox
 from m365vault.engine.adapters.connector import GraphPlanningDirectory
+from m365vault.engine.budget import ContentBudget
 from m365vault.engine.planner import JobScope, PartialOrganizationItem, plan_backup
 from m365vault.engine.ports import (
     BackupObject,
@@ -163,21 +164,52 @@ async def test_the_archive_source_lists_folders_and_exports_each_page() -> None:
     link = "https://graph.microsoft.com/beta/admin/exchange/mailboxes/x/folders/F1/items/delta?d=2"
     router.on("GET", r"/folders/F1/items/delta", collection([_item(1), _item(2), _item(3)], delta_link=link))
     client, _, _ = make_client(router)
+    budget = ContentBudget()
     async with client:
-        source = ArchiveMailbox(client)
+        source = ArchiveMailbox(client, budget)
         refs = await source.collections(ADELE)
         assert [(r.id, r.name, r.parent_id) for r in refs] == [("F1", "Inbox", None), ("F2", "2023", "F1")]
-        pages = [p async for p in source.changes(ADELE, refs[0], None)]
-        assert pages[-1].final and pages[-1].token == link
-        first, second, third = pages[0].changes
+        pages = source.changes(ADELE, refs[0], None)
+        page = await anext(pages)
+        assert page.final and page.token == link
+        first, second, third = page.changes
         assert first.version_key == "ck1" and first.metadata["subject"] == "Subject 1"
         assert first.metadata["sender"] == "megan@contoso.com" and first.metadata["item_class"] == "IPM.Note"
+        # The export was read under a budget hold of the delta page's sizes plus 8/3 of its one
+        # request's (the answer and its text); the decoded streams stay held until the next page.
+        assert all(change.read_ahead for change in page.changes)
+        assert budget.peak == 3006 + 3006 * 8 // 3 and budget.used == len(b"FTS I1")
         assert b"".join([piece async for piece in source.content(refs[0], first)]) == b"FTS I1"
         with pytest.raises(ContentGone):
             [piece async for piece in source.content(refs[0], second)]
         with pytest.raises(ItemUnreadable, match="ErrorCorruptData"):
             [piece async for piece in source.content(refs[0], third)]
+        assert [p async for p in pages] == []
+        assert budget.used == 0
+        with pytest.raises(ContentGone):  # let go with the page
+            [piece async for piece in source.content(refs[0], first)]
     assert len(router.sent("POST", r"/exportItems")) == 1
+
+
+async def test_a_page_of_big_archive_items_is_exported_a_few_at_a_time() -> None:
+    router = _archive_router()
+    items = [{**_item(n), "size": 400_000} for n in (1, 4, 5, 6, 7)]
+    link = "https://graph.microsoft.com/beta/admin/exchange/mailboxes/x/folders/F1/items/delta?d=2"
+    router.on("GET", r"/folders/F1/items/delta", collection(items, delta_link=link))
+    client, _, _ = make_client(router)
+    budget = ContentBudget()
+    async with client:
+        source = ArchiveMailbox(client, budget)
+        refs = await source.collections(ADELE)
+        pages = source.changes(ADELE, refs[0], None)
+        page = await anext(pages)
+        contents = [b"".join([p async for p in source.content(refs[0], c)]) for c in page.changes]
+        assert [p async for p in pages] == []
+    assert contents == [f"FTS I{n}".encode() for n in (1, 4, 5, 6, 7)]
+    # At most EXPORT_REQUEST (1 MiB) of items a request: the answer being read stays small.
+    sent = [json_of(r)["itemIds"] for r in router.sent("POST", r"/exportItems")]
+    assert sent == [["I1", "I4"], ["I5", "I6"], ["I7"]]
+    assert budget.peak == 5 * 400_000 + 800_000 * 8 // 3 and budget.used == 0
 
 
 async def test_the_archive_source_drops_expand_when_graph_rejects_it() -> None:

@@ -4,12 +4,17 @@ are served in order, and no wait can deadlock (an item never waits once its down
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
+from m365vault.clock import FakeClock
 from m365vault.engine.budget import HELD_WHOLE, UNKNOWN_SIZE, ContentBudget
-from m365vault.engine.ports import TenantUser
-from m365vault.engine.testing import FakeTenant, mailbox
+from m365vault.engine.object_backup import ObjectBackup, ObjectPorts
+from m365vault.engine.ports import BackupObject, ChangePage, CollectionRef, ItemChange, TenantUser
+from m365vault.engine.statistics import Counts
+from m365vault.engine.testing import FakeTenant, MemoryCatalog, MemoryContentStore, mailbox
 from tests.engine.harness import World, backup, start_backup, wait_until
 
 
@@ -119,3 +124,86 @@ async def test_a_backup_holds_no_more_content_than_its_budget_and_completes_with
     mailboxes(world.tenant, users=3, per_user=4, size=50_000)
     result, _ = await backup(world, threads=3, content_budget=1)
     assert result.status.name == "SUCCESS" and world.store.saves == 12
+
+
+async def test_read_ahead_holds_are_uncapped_and_covered_items_never_wait() -> None:
+    budget = ContentBudget(2 * HELD_WHOLE)
+    page = budget.read_ahead(3 * HELD_WHOLE)  # bigger than the budget: starts when it is empty
+    async with page as held:
+        assert budget.used == 3 * HELD_WHOLE
+        held.received(4 * HELD_WHOLE)  # more arrived than expected: all of it counts, no wait
+        assert budget.used == 4 * HELD_WHOLE
+        queued = asyncio.create_task(budget.hold(10).__aenter__())
+        await asyncio.sleep(0.01)
+        assert not queued.done()
+        # An item of the page behind that waiter: it would wait for its own page forever.
+        async with budget.covered() as item:
+            item.received(HELD_WHOLE)
+            assert budget.used == 4 * HELD_WHOLE
+        held.keep(HELD_WHOLE)  # what stays once the read's own buffers are gone: room again
+        hold = await asyncio.wait_for(queued, 1)
+        assert budget.used == HELD_WHOLE + 10
+    await hold.__aexit__(None, None, None)
+    assert budget.used == 0 and budget.peak == 4 * HELD_WHOLE
+
+
+class ReadAheadSource:
+    """The tenant read as an archive mailbox is: each page's contents fetched with the page, under
+    one read-ahead hold of the shared budget, until the next page is asked for."""
+
+    def __init__(self, tenant: FakeTenant, budget: ContentBudget, item_size: int) -> None:
+        self._tenant = tenant
+        self._budget = budget
+        self._item_size = item_size  # what the page says of its items' sizes
+        self._held: dict[str, bytes] = {}
+        self.collections = tenant.collections
+
+    async def changes(
+        self, obj: BackupObject, collection: CollectionRef, token: str | None
+    ) -> AsyncIterator[ChangePage]:
+        async for page in self._tenant.changes(obj, collection, token):
+            live = [change for change in page.changes if not change.removed]
+            async with self._budget.read_ahead(len(live) * self._item_size) as hold:
+                for change in live:
+                    pieces = [piece async for piece in self._tenant.content(obj, collection, change)]
+                    self._held[change.item_id] = b"".join(pieces)
+                    hold.received(len(self._held[change.item_id]))
+                try:
+                    yield replace(page, changes=[replace(c, read_ahead=not c.removed) for c in page.changes])
+                finally:
+                    for change in live:
+                        self._held.pop(change.item_id, None)
+
+    async def content(
+        self, obj: BackupObject, collection: CollectionRef, change: ItemChange
+    ) -> AsyncIterator[bytes]:
+        yield self._held[change.item_id]
+
+
+async def test_objects_reading_pages_ahead_share_the_budget_and_never_deadlock() -> None:
+    tenant = FakeTenant(page_size=4)
+    mailboxes(tenant, users=8, per_user=12, size=20_000)
+    store = MemoryContentStore()
+    catalog = MemoryCatalog(store)
+    # Room for half a page: pages go one at a time, each past the budget while it is alone in it;
+    # were their items to wait on the budget too, every object would wait on its own page.
+    budget = ContentBudget(40_000)
+    source = ReadAheadSource(tenant, budget, 20_000)
+
+    async def no_progress(_: Counts) -> None:
+        return None
+
+    backups = [
+        ObjectBackup(
+            mailbox(f"u-{u}", f"user{u}@contoso.com"),
+            ObjectPorts(source, store, catalog),
+            stop=asyncio.Event(),
+            clock=FakeClock(),
+            on_page=no_progress,
+            budget=budget,
+        )
+        for u in range(8)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(b.run() for b in backups)), 10)
+    assert store.saves == 96 and budget.used == 0
+    assert 4 * 20_000 < budget.peak <= 4 * 20_050  # one page of 4 items at a time

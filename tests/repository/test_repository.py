@@ -421,3 +421,35 @@ async def test_packs_wait_for_the_backend_in_order_and_a_cancelled_save_loses_no
         for ref, item in zip(again, items, strict=True):
             assert await reopened.read_item(ref) == item
     await assert_check_passes(backend)
+
+
+async def test_a_stream_of_known_size_waits_for_its_slot_before_reading(mem_repo: Repository) -> None:
+    # With the size given, items over the limit wait for a stream slot having read nothing (a
+    # caller's download not started, no head held); the refs are those of the same saves without it.
+    released = asyncio.Event()
+    started = 0
+    contents = [os.urandom(SMALL.small_item_limit + 1) + os.urandom(50_000) for _ in range(2 * STREAMS)]
+
+    async def stalled(data: bytes) -> AsyncIterator[bytes]:
+        nonlocal started
+        started += 1
+        yield data[: SMALL.small_item_limit + 1]
+        await released.wait()
+        yield data[SMALL.small_item_limit + 1 :]
+
+    saves = [asyncio.create_task(mem_repo.save_item(stalled(data), len(data))) for data in contents]
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert started == STREAMS
+    released.set()
+    refs = await asyncio.wait_for(asyncio.gather(*saves), timeout=20)
+    assert started == len(contents)
+    # A wrong size changes nothing but the wait: a short item is still stored whole.
+    small = os.urandom(1000)
+    small_ref = await mem_repo.save_item(iter([small]), SMALL.small_item_limit + 1)
+    assert small_ref == await mem_repo.save_item(small) and small_ref.startswith("b")
+    for ref, data in zip(refs, contents, strict=True):
+        assert ref == await mem_repo.save_item(data)
+    await mem_repo.flush()
+    for ref, data in zip(refs, contents, strict=True):
+        assert await mem_repo.read_item(ref) == data

@@ -10,6 +10,11 @@ bytes, no connection), until the budget has room; waiting lanes are served in ar
 started an item never waits on the budget: its charge only grows (to what it really holds) and is
 all returned when the repository has taken the item. So waits never deadlock, and an item
 bigger than the whole budget starts when the budget is empty and then holds it alone.
+
+A source that reads the content of several items at once, before their saves (an archive
+mailbox's page of exports), takes one uncapped hold for all of it before the read (`read_ahead`);
+its items then take none of their own (`ItemChange.read_ahead`): waiting for one while the page's
+hold is taken could deadlock against the other pages holding the budget.
 """
 
 from __future__ import annotations
@@ -34,7 +39,18 @@ class ContentBudget:
     def hold(self, size: int | None) -> ItemHold:
         """A hold for one item; `size` is its content size when the source knows it."""
         expected = UNKNOWN_SIZE if size is None else size
-        return ItemHold(self, max(1, min(expected, HELD_WHOLE)))
+        return ItemHold(self, max(1, min(expected, HELD_WHOLE)), HELD_WHOLE)
+
+    def read_ahead(self, size: int) -> ItemHold:
+        """A hold for content read ahead for several items at once: `size` is what the read
+        holds at most, not capped (it is all in memory together until the last item is saved);
+        `keep` lowers it to what stays once the read's own buffers are gone."""
+        return ItemHold(self, max(1, size), None)
+
+    def covered(self) -> ItemHold:
+        """The hold of an item whose content a `read_ahead` hold already counts: it charges
+        nothing and never waits."""
+        return ItemHold(self, 0, 0)
 
     async def _reserve(self, amount: int) -> None:
         if not self._waiters and self._fits(amount):
@@ -80,27 +96,36 @@ class ContentBudget:
 
 class ItemHold:
     """One item's share of the budget: reserved before the download, grown as its bytes arrive
-    (never waiting), returned whole at the end. Use as an async context manager."""
+    (never waiting) up to `limit` (None: all of them), returned whole at the end. Use as an async
+    context manager."""
 
-    def __init__(self, budget: ContentBudget, reserve: int) -> None:
+    def __init__(self, budget: ContentBudget, reserve: int, limit: int | None) -> None:
         self._budget = budget
         self._reserve = reserve
+        self._limit = limit
         self._held = 0
         self._seen = 0
 
     async def __aenter__(self) -> ItemHold:
-        await self._budget._reserve(self._reserve)
+        if self._reserve:  # an empty reservation must not queue behind waiters
+            await self._budget._reserve(self._reserve)
         self._held = self._reserve
         return self
+
+    def keep(self, count: int) -> None:
+        """Give back what the hold has beyond `count` bytes (a read's transient buffers are gone)."""
+        if count < self._held:
+            excess, self._held = self._held - count, count
+            self._budget._give_back(excess)
 
     async def __aexit__(self, *exc: object) -> None:
         held, self._held = self._held, 0
         self._budget._give_back(held)
 
     def received(self, count: int) -> None:
-        """Count bytes that arrived; the hold grows to what the repository keeps of them."""
+        """Count bytes that arrived; the hold grows to what is kept of them in memory."""
         self._seen += count
-        wanted = min(self._seen, HELD_WHOLE)
+        wanted = self._seen if self._limit is None else min(self._seen, self._limit)
         if wanted > self._held:
             self._budget._charge(wanted - self._held)
             self._held = wanted

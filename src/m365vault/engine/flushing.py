@@ -26,8 +26,8 @@ class GroupFlush:
     def unwrap(self) -> ContentSaver:
         return self._inner
 
-    async def save(self, stream: AsyncIterator[bytes]) -> str:
-        return await self._inner.save(stream)
+    async def save(self, stream: AsyncIterator[bytes], size: int | None = None) -> str:
+        return await self._inner.save(stream, size)
 
     async def flush(self) -> None:
         ticket = self._issued

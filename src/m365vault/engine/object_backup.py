@@ -301,12 +301,14 @@ class ObjectBackup:
     ) -> tuple[ItemVersion | None, Counts]:
         if not change.has_content:
             return ItemVersion(change.item_id, change.version_key, None, 0, change.metadata), Counts()
-        size = change.metadata.get("size")
+        given = change.metadata.get("size")
+        size = given if isinstance(given, int) else None
         started = time.monotonic()  # a wait for the budget is a wait for the repository to catch up
-        async with self._budget.hold(size if isinstance(size, int) else None) as hold:
+        item_hold = self._budget.covered() if change.read_ahead else self._budget.hold(size)
+        async with item_hold as hold:
             stream = _MeteredStream(self._source.content(self.obj, collection, change), hold)
             try:
-                ref = await self._saver.save(stream)
+                ref = await self._saver.save(stream, size)
             except ContentGone:
                 return None, Counts(bytes=stream.bytes, source_seconds=stream.seconds)
             except ItemUnreadable as exc:

@@ -146,6 +146,8 @@ class ItemChange:
     changes with the same id and version_key are the same version, so replays cost nothing.
     A connector that backs up file versions reports each unseen version as its own change, oldest
     first, all with the file's id.
+    `read_ahead`: the source read the content with its page, under a content budget hold of its
+    own (engine/budget.py); the engine takes none for the item.
     """
 
     item_id: str
@@ -153,6 +155,7 @@ class ItemChange:
     removed: bool = False
     has_content: bool = True
     metadata: Mapping[str, object] = field(default_factory=dict)
+    read_ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,10 @@ class PrefetchingSource(ChangeSource, Protocol):
 class ContentSaver(Protocol):
     """The repository as the engine needs it."""
 
-    async def save(self, stream: AsyncIterator[bytes]) -> str:
-        """Store the stream; return a content reference. Not durable until `flush`."""
+    async def save(self, stream: AsyncIterator[bytes], size: int | None = None) -> str:
+        """Store the stream; return a content reference. Not durable until `flush`. `size` is the
+        content's size when the source knows it (the repository may wait before reading a big
+        item rather than holding its start)."""
         ...
 
     async def flush(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from m365vault.clock import Clock
-from m365vault.engine.budget import DEFAULT_BUDGET
+from m365vault.engine.budget import DEFAULT_BUDGET, ContentBudget
 from m365vault.engine.ports import SessionReporter, TenantDirectory
 from m365vault.engine.queue import InProcessQueue, TaskQueue
 from m365vault.engine.run import BackupRun, RunRequest, RunResult, Sleep, StopReason
@@ -39,6 +39,11 @@ class BackupEngine:
             self._queue, resolve, clock=clock, threads=threads, content_budget=content_budget
         )
         self._runs: dict[str, tuple[BackupRun, asyncio.Task[RunResult]]] = {}
+
+    @property
+    def budget(self) -> ContentBudget:
+        """The workers' content budget (sources that read content ahead hold it too)."""
+        return self._workers.budget
 
     async def start(self) -> None:
         await self._workers.start()

@@ -278,7 +278,7 @@ class MemoryContentStore:
         self.flushes = 0
         self.save_delay = 0.0
 
-    async def save(self, stream: AsyncIterator[bytes]) -> str:
+    async def save(self, stream: AsyncIterator[bytes], size: int | None = None) -> str:
         parts = []
         async for chunk in stream:
             if self.save_delay:

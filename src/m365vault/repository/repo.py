@@ -54,8 +54,9 @@ T = TypeVar("T")
 # A lock this old may already count as stale to a pruner whose clock runs a little ahead.
 _MAY_BE_STALE = LOCK_STALE - LOCK_REFRESH
 
-# Items over small_item_limit being chunked from a stream at once (others wait with their first
-# MiB read): enough to keep the encoders busy while each waits on its source.
+# Items over small_item_limit being chunked from a stream at once (others wait, with their first
+# MiB read, or with nothing read when the caller gave their size): enough to keep the encoders busy
+# while each waits on its source.
 STREAMS = 4
 _AUTO_INDEX_PACKS = 32  # write an index file at least every this many packs, even without flush
 # Dictionary training: enough small items to learn from, bounded so samples never cost much memory.
@@ -479,8 +480,14 @@ class Repository:
                 if self._lock_stale():
                     await self._refresh_lock(force=self._lock_name is None)
 
-    async def save_item(self, data: bytes | AsyncIterable[bytes] | Iterable[bytes]) -> str:
-        """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4)."""
+    async def save_item(
+        self, data: bytes | AsyncIterable[bytes] | Iterable[bytes], size: int | None = None
+    ) -> str:
+        """Store one item from bytes or a stream of byte pieces; returns its ref (format §4.4).
+
+        `size`, when the caller knows it: a stream over small_item_limit then waits for its stream
+        slot before its first piece is read, holding no bytes (and none of the source's
+        connections) while it waits. The ref is the same with or without it."""
         self._check_usable()
         await self._keep_lock()
         limit = self.config.small_item_limit
@@ -493,7 +500,11 @@ class Repository:
         chunks: list[tuple[bytes, int]] = []
         stores: list[asyncio.Task[bytes]] = []
         total = 0
+        slot = False
         try:
+            if size is not None and size > limit:
+                await self._stream_slots.acquire()
+                slot = True
             async for piece in _pieces(data):
                 total += len(piece)
                 if chunker is None:
@@ -502,7 +513,9 @@ class Repository:
                         continue
                     # A stream holds a chunking window and its cut chunks (~4x the chunker's
                     # maximum): only a few at a time, however many items the callers have in flight.
-                    await self._stream_slots.acquire()
+                    if not slot:
+                        await self._stream_slots.acquire()
+                        slot = True
                     chunker = StreamChunker(self.config.chunker, self.keys.chunker_seed)
                     piece, head = bytes(head), bytearray()
                 # Cutting and hashing run in the pool, one hop per window, keeping the loop free.
@@ -515,7 +528,7 @@ class Repository:
             ):
                 await self._queue_chunk(blob_id, chunk, chunks, stores)
         finally:
-            if chunker is not None:
+            if slot:
                 self._stream_slots.release()
         await asyncio.shield(asyncio.gather(*stores))
         manifest = Manifest(total, chunks).encode()

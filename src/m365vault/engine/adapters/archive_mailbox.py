@@ -4,7 +4,16 @@ Collections are the archive's folders (listed in full each run, kind `mailFolder
 and explore treat them as mail folders); items come from each folder's mailboxItem delta. An item's
 content is its exported full-fidelity stream: opaque (stored and imported back, never parsed). The
 streams of a page are exported together (20 a request, the page size) when the page arrives and
-kept until the next page of that folder, so `content` never costs a request of its own.
+kept until the engine asks for the next page of that folder, so `content` never costs a request of
+its own. They are item content held ahead of the saves: the page takes one content budget hold for
+them before the export, returned when the page is done, and its items are marked `read_ahead` (the
+engine takes no hold for them). While an export answer is read and decoded it is in memory
+several times over (the base64 body, joined from its pieces, and its parsed text: ~8/3 of the
+streams it carries, before the decoded streams), so a page is exported in requests of at most
+`EXPORT_REQUEST` bytes of items (by the delta page's sizes; 20 small items still go in one), and
+the hold reserves the page's streams plus one request's answer, keeping only the streams once they
+are decoded. Without it every busy archive kept a page of streams and its whole export answer
+outside the budget (bench_backup (c), docs/engine.md "Memory").
 
 Catalog metadata: folder, message class, size, created/modified times, and subject and sender when
 the extended properties come back. If Graph rejects `$expand` on a first delta request (unverified
@@ -20,6 +29,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from m365vault.engine.budget import UNKNOWN_SIZE, ContentBudget, ItemHold
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -35,6 +45,7 @@ from m365vault.m365.delta import DeltaChange, read_delta
 from m365vault.m365.errors import GraphError, GraphForbidden, GraphNotFound, GraphPermanent
 from m365vault.m365.throttle import Scope
 
+EXPORT_REQUEST = 1024 * 1024  # expected stream bytes per exportItems request (one item at least)
 MAIL_FOLDER = "mailFolder"  # the same collection kind as a primary mailbox's folders
 GRANTS = "User.Read.All, MailboxFolder.Read.All, MailboxItem.Read.All and MailboxItem.Export.All"
 
@@ -52,8 +63,9 @@ def _unavailable(exc: GraphError, what: str) -> ServiceUnavailable:
 class ArchiveMailbox:
     """One task's archive: a new instance per task (it holds the archive id and a page's streams)."""
 
-    def __init__(self, client: GraphClient) -> None:
+    def __init__(self, client: GraphClient, budget: ContentBudget | None = None) -> None:
         self._client = client
+        self._budget = budget or ContentBudget()
         self._mailbox: str | None = None
         self._properties = True  # ask for subject/sender through $expand until Graph refuses it
         self._streams: dict[str, dict[str, archive.ExportedItem]] = {}  # folder -> item -> export
@@ -100,9 +112,13 @@ class ArchiveMailbox:
             try:
                 async for page in pages:
                     converted = [_convert(collection, change) for change in page.changes]
-                    await self._export(mailbox, collection, converted, scope)
-                    yielded = True
-                    yield ChangePage(converted, page.token, final=page.complete, resync=page.resync)
+                    async with self._budget.read_ahead(_export_peak(converted)) as hold:
+                        await self._export(mailbox, collection, converted, scope, hold)
+                        yielded = True
+                        try:
+                            yield ChangePage(converted, page.token, final=page.complete, resync=page.resync)
+                        finally:
+                            self._streams.pop(collection.id, None)  # saved or abandoned: let go
                 return
             except GraphPermanent as exc:
                 # $expand on item delta is unverified: without a token the options are ours to drop.
@@ -113,17 +129,19 @@ class ArchiveMailbox:
                 raise _unavailable(exc, "read") from exc
 
     async def _export(
-        self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope
+        self, mailbox: str, collection: CollectionRef, changes: list[ItemChange], scope: Scope, hold: ItemHold
     ) -> None:
-        wanted = [c.item_id for c in changes if not c.removed]
         streams: dict[str, archive.ExportedItem] = {}
-        if wanted:
+        for request in _export_requests(changes):
             try:
-                exported = await archive.export_items(self._client, mailbox, wanted, scope)
+                exported = await archive.export_items(self._client, mailbox, request, scope)
             except GraphForbidden as exc:
                 raise _unavailable(exc, "exported") from exc
-            streams = {e.item_id: e for e in exported}
-        self._streams[collection.id] = streams  # the previous page's streams are done with
+            streams.update((e.item_id, e) for e in exported)
+        decoded = sum(len(e.data) for e in streams.values() if e.data is not None)
+        hold.received(decoded)
+        hold.keep(decoded)  # the answers and their text are gone: the streams stay until the next page
+        self._streams[collection.id] = streams
 
     async def content(self, collection: CollectionRef, change: ItemChange) -> AsyncIterator[bytes]:
         exported = self._streams.get(collection.id, {}).get(change.item_id)
@@ -134,6 +152,40 @@ class ArchiveMailbox:
                 raise ContentGone(change.item_id)  # deleted since the page: the next round says so
             raise ItemUnreadable(f"archive item could not be exported: {exported.error}")
         yield exported.data
+
+
+def _expected(change: ItemChange) -> int:
+    size = change.metadata.get("size")
+    return size if isinstance(size, int) else UNKNOWN_SIZE
+
+
+def _export_requests(changes: list[ItemChange]) -> list[list[str]]:
+    """The page's item ids in export requests of at most `EXPORT_REQUEST` expected bytes (an item
+    bigger than that alone) and `archive.MAX_EXPORT` items."""
+    requests: list[list[str]] = []
+    size = 0
+    for change in changes:
+        if change.removed:
+            continue
+        if (
+            not requests
+            or size + _expected(change) > EXPORT_REQUEST
+            or len(requests[-1]) >= archive.MAX_EXPORT
+        ):
+            requests.append([])
+            size = 0
+        requests[-1].append(change.item_id)
+        size += _expected(change)
+    return requests
+
+
+def _export_peak(changes: list[ItemChange]) -> int:
+    """What a page's export holds at most while it is read: its streams (by the delta page's
+    sizes) and the largest request's answer being read and parsed (8/3 of what it carries)."""
+    live = [change for change in changes if not change.removed]
+    sizes = {change.item_id: _expected(change) for change in live}
+    largest = max((sum(sizes[i] for i in request) for request in _export_requests(live)), default=0)
+    return sum(sizes.values()) + largest * 8 // 3
 
 
 def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
@@ -159,4 +211,4 @@ def _convert(collection: CollectionRef, change: DeltaChange) -> ItemChange:
             "archive": True,  # the content is an opaque export stream, not MIME
         },
     }
-    return ItemChange(change.id, str(item.get("changeKey") or ""), metadata=meta)
+    return ItemChange(change.id, str(item.get("changeKey") or ""), metadata=meta, read_ahead=True)

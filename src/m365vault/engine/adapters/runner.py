@@ -332,7 +332,8 @@ class EngineBackupRunner:
 
     async def _resolve(self, task: BackupTask) -> ObjectPorts:
         ctx = self._runs[task.run_id]
-        return ObjectPorts(GraphChangeSource(ctx.client, self._clock, ctx.saver), ctx.saver, ctx.recorder)
+        source = GraphChangeSource(ctx.client, self._clock, ctx.saver, self._engine.budget)
+        return ObjectPorts(source, ctx.saver, ctx.recorder)
 
     def _ended(self, ctx: _RunContext, task: asyncio.Task[RunResult]) -> None:
         ctx.after = asyncio.get_running_loop().create_task(

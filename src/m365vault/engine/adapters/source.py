@@ -29,6 +29,7 @@ from typing import Any
 from m365vault.clock import Clock
 from m365vault.engine.adapters.archive_mailbox import ArchiveMailbox
 from m365vault.engine.adapters.group_mailbox import CONVERSATIONS, GroupConversations
+from m365vault.engine.budget import ContentBudget
 from m365vault.engine.ports import (
     BackupObject,
     ChangePage,
@@ -75,13 +76,15 @@ def _sender(item: dict[str, Any]) -> str | None:
 
 
 class GraphChangeSource:
-    def __init__(self, client: GraphClient, clock: Clock, saver: ContentSaver) -> None:
+    def __init__(
+        self, client: GraphClient, clock: Clock, saver: ContentSaver, budget: ContentBudget | None = None
+    ) -> None:
         self._client = client
         self._clock = clock
         self._raw: dict[str, bytes] = {}  # item id -> JSON of the page in progress
         self._drive_roots: dict[str, str] = {}
         self._groups = GroupConversations(client, saver)  # saves post attachments as their own items
-        self._archive = ArchiveMailbox(client)
+        self._archive = ArchiveMailbox(client, budget)  # its exports are held under the budget
         # collection id -> (the token it was read from, its first delta page or that read's error)
         self._primed: dict[str, tuple[str, batch.Outcome]] = {}
 

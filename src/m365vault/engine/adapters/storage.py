@@ -31,9 +31,9 @@ class RepositorySaver:
         self.repository = repository
         self.broken = False  # a write failed: this writer hands out no more durable refs
 
-    async def save(self, stream: AsyncIterator[bytes]) -> str:
+    async def save(self, stream: AsyncIterator[bytes], size: int | None = None) -> str:
         try:
-            return await self.repository.save_item(stream)
+            return await self.repository.save_item(stream, size)
         except RepositoryError:
             self.broken = True
             raise
