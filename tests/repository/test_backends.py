@@ -116,6 +116,10 @@ async def test_retrying_turns_a_lost_answer_into_success() -> None:
     h = Handle(Kind.DATA, conformance.name())
     await b.save(h, b"payload")
     assert await inner.load(h) == b"payload"
+    parts = Handle(Kind.DATA, conformance.name())
+    inner.failures = 1
+    await b.save(parts, [b"a pack ", bytearray(b"in parts")])  # judged by its bytes, not its parts
+    assert await inner.load(parts) == b"a pack in parts"
 
 
 async def test_retrying_gives_up_on_permanent_errors() -> None:

@@ -35,6 +35,10 @@ def joined(data: Payload) -> bytes:
     return data if isinstance(data, bytes) else b"".join(data)
 
 
+def payload_size(data: Payload) -> int:
+    return len(data) if isinstance(data, bytes) else sum(len(part) for part in data)
+
+
 class Kind(StrEnum):
     """The kinds of object a repository stores; each lives under its own folder."""
 

@@ -23,6 +23,7 @@ from m365vault.repository.backends.base import (
     Payload,
     Retention,
     is_permanent,
+    payload_size,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RetryingBackend:
                     raise
                 # An earlier attempt reached the store before its answer was lost; confirm it is ours.
                 stored = await self._inner.stat(handle)
-                if stored.size != len(data):
+                if stored.size != payload_size(data):
                     raise
             finally:
                 first = False
