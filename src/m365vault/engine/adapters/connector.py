@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from m365vault.engine.adapters.source import onedrive_collection
 from m365vault.engine.ports import TenantGroup, TenantSite, TenantUser
 from m365vault.m365 import archive, enumeration
 from m365vault.m365.client import GraphClient, segment
@@ -261,6 +262,7 @@ class GraphPlanningDirectory:
             has_archive_mailbox=has_archive,
             has_onedrive=found.onedrive is not None and self._sharepoint,
             archive_problem=None if has_archive else self._archive_refused,
+            onedrive=onedrive_collection(found.onedrive) if found.onedrive and self._sharepoint else None,
         )
 
     async def groups(self) -> AsyncIterator[TenantGroup]:
