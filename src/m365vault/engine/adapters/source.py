@@ -15,7 +15,8 @@ library itself). Version keys: `changeKey` for Outlook items, `eTag` for drive a
 changes with content, name and location).
 
 A new `GraphChangeSource` is made per task: it caches the raw JSON of the page being processed
-(for the JSON-content kinds), each drive's root id (read on the drive's first page with changes),
+(for the JSON-content kinds), each drive's root id (from the drive's first page with changes, or
+read when that page lacks it),
 and the first delta pages `prefetch` read through `$batch` until `changes` consumes them.
 """
 
@@ -165,6 +166,12 @@ class GraphChangeSource:
             )
         return found
 
+    def _page_root(self, drive_id: str, changes: Sequence[DeltaChange]) -> None:
+        for change in changes:
+            if not change.removed and "root" in change.item:
+                self._drive_roots.setdefault(drive_id, change.id)
+                return
+
     async def _root(self, drive_id: str) -> str:
         root = self._drive_roots.get(drive_id)
         if root is None:
@@ -213,7 +220,9 @@ class GraphChangeSource:
                 self._raw.clear()
                 if collection.kind == DRIVE and any(not change.removed for change in page.changes):
                     # Items at the top of the library name the root as parent: learn its id only for
-                    # drives that changed (a request per drive per run otherwise, mostly unused).
+                    # drives that changed (a request per drive per run otherwise, mostly unused),
+                    # from the page itself when the root came along as an ancestor of a change.
+                    self._page_root(collection.id, page.changes)
                     await self._root(collection.id)
                 converted = [self._convert(obj, collection, change) for change in page.changes]
                 yield ChangePage(
