@@ -144,16 +144,22 @@ def smaller_tenant_peak(scale: str, work: Path) -> Peak | None:
 
 
 def answered_routes(emulator: Emulator) -> Counter[str]:
-    """What the emulator has answered so far, by route (batch sub-requests counted one by one)."""
+    """What the emulator has answered so far, by route (batch sub-requests counted one by one),
+    and its HTTP round trips (under ROUND_TRIPS)."""
     with emulator.admin() as admin:
-        return Counter(admin.get("/stats").json()["routes"])
+        stats = admin.get("/stats").json()
+    return Counter({**stats["routes"], ROUND_TRIPS: stats["roundTrips"]})
+
+
+ROUND_TRIPS = "HTTP round trips"
 
 
 def print_routes(spent: Counter[str], top: int = 8) -> None:
     """The requests a run cost, most frequent routes first: where its server CPU goes."""
-    batches = spent["POST $batch"]
+    trips = spent.pop(ROUND_TRIPS, 0)
+    batches = spent["POST $batch"] + spent["beta POST $batch"]
     total = sum(spent.values()) - batches
-    print(f"    requests: {total} (batch sub-requests counted one by one; {batches} $batch round trips)")
+    print(f"    requests: {total} (batch sub-requests counted one by one) in {trips} HTTP round trips")
     for route, count in spent.most_common(top):
         print(f"      {count:5d} {route}")
 

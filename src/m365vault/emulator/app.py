@@ -60,6 +60,7 @@ class Emulator:
         # ... and by route ("GET users/{user}/mailboxSettings", "POST $batch"): which requests a
         # backup spends, to find the ones worth saving.
         self.routes: Counter[str] = Counter()
+        self.round_trips = 0  # HTTP requests, a $batch one however many sub-requests it carried
         directory.register(self.router, world)
         mail.register(self.router, world, self.mail)
         files.register(self.router, world, self.files)
@@ -315,6 +316,7 @@ class Emulator:
     async def _send(self, send: Send, req: Req, resp: Resp) -> None:
         if not req.path.lower().startswith("/_emulator/"):
             self._count(req, resp)
+            self.round_trips += 1
         headers = {
             "request-id": req.request_id,
             "client-request-id": req.headers.get("client-request-id", req.request_id),
@@ -371,6 +373,7 @@ class Emulator:
                     {
                         "statuses": {str(code): n for code, n in sorted(self.answered.items())},
                         "routes": dict(sorted(self.routes.items())),
+                        "roundTrips": self.round_trips,
                         "groupAttachmentReads": self.conversations.attachment_reads,
                     },
                 )
