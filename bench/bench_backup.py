@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -142,6 +143,27 @@ def smaller_tenant_peak(scale: str, work: Path) -> Peak | None:
     return Peak(smaller, stats["processedObjects"], stats["transferredDataBytes"] / 1e6, peak)
 
 
+def answered_routes(emulator: Emulator) -> Counter[str]:
+    """What the emulator has answered so far, by route (batch sub-requests counted one by one),
+    and its HTTP round trips (under ROUND_TRIPS)."""
+    with emulator.admin() as admin:
+        stats = admin.get("/stats").json()
+    return Counter({**stats["routes"], ROUND_TRIPS: stats["roundTrips"]})
+
+
+ROUND_TRIPS = "HTTP round trips"
+
+
+def print_routes(spent: Counter[str], top: int = 8) -> None:
+    """The requests a run cost, most frequent routes first: where its server CPU goes."""
+    trips = spent.pop(ROUND_TRIPS, 0)
+    batches = spent["POST $batch"] + spent["beta POST $batch"]
+    total = sum(spent.values()) - batches
+    print(f"    requests: {total} (batch sub-requests counted one by one) in {trips} HTTP round trips")
+    for route, count in spent.most_common(top):
+        print(f"      {count:5d} {route}")
+
+
 def print_peak_ratio(small: Peak | None, large: Peak) -> None:
     if small is None:
         print(f"(c) 10x tenant peak-RSS ratio: not measured (no tenant a tenth of {large.scale})")
@@ -214,10 +236,13 @@ def main(argv: list[str] | None = None) -> None:
             with emulator.admin() as admin:
                 r = admin.post("/activity", json=activity)
                 assert r.status_code == 200, r.text
+            routes = answered_routes(emulator)
             cpu_emu, cpu_srv = cpu_seconds(emulator.process.pid), cpu_seconds(server.process.pid)
             incremental = run_job(server, job["id"], full["id"])
             d_emu = cpu_seconds(emulator.process.pid) - cpu_emu
             d_srv = cpu_seconds(server.process.pid) - cpu_srv
+            spent = answered_routes(emulator)
+            spent.subtract(routes)
             inc = seconds(incremental)
             print(
                 f"(b) incremental after touching {touched} items (~1%): {incremental['status']}, "
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             # CPU is steadier than wall time on a shared machine: compare runs by it too.
             print(f"    CPU: emulator {d_emu:.1f}s, server {d_srv:.1f}s")
+            print_routes(spent)
             limit = asyncio.run(repository_limit(items, max(1, size // max(1, items)), work))
             ours = size / 1e6 / took
             print(

@@ -110,3 +110,25 @@ def test_sub_requests_fail_on_their_own_and_answers_are_not_in_request_order(
     finally:
         emu.admin("POST", "config", {"faultRate": 0})
     assert {200, 500, 503} <= set(statuses), statuses
+
+
+def test_stats_count_requests_by_route_and_round_trips(
+    emu: Emu, graph: httpx.Client, mailbox_user: dict
+) -> None:
+    uid = mailbox_user["id"]
+    stats = emu.admin("GET", "stats").json()
+    before, trips = stats["routes"], stats["roundTrips"]
+    assert graph.get(f"/users/{uid}/mailboxSettings").status_code == 200
+    probes = [{"id": str(n), "method": "GET", "url": f"/users/{uid}/mailboxSettings"} for n in range(3)]
+    probes.append({"id": "d", "method": "GET", "url": f"/users/{uid}/drive"})
+    assert graph.post("/$batch", json={"requests": probes}).status_code == 200
+    stats = emu.admin("GET", "stats").json()
+    after = stats["routes"]
+    assert stats["roundTrips"] - trips == 2  # the GET and the POST
+
+    def spent(route: str) -> int:
+        return int(after.get(route, 0)) - int(before.get(route, 0))
+
+    assert spent("GET users/{user}/mailboxSettings") == 4
+    assert spent("POST $batch") == 1
+    assert spent("GET drives/{drive}") == 1  # a drive alias counts as the drive it names

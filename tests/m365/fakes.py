@@ -101,10 +101,14 @@ class Route:
 
 @dataclass
 class Router:
-    """Routes by method and a regex on the full URL; a route replays its handlers in order."""
+    """Routes by method and a regex on the full URL; a route replays its handlers in order.
+
+    A `POST .../$batch` no route takes is answered like Graph: each sub-request through the routes
+    as a request of its own (kept in `batched`; `requests` holds what came over the wire)."""
 
     routes: list[Route] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    batched: list[httpx.Request] = field(default_factory=list)
 
     def on(self, method: str, pattern: str, *handlers: Handler | httpx.Response) -> Route:
         wrapped = [h if callable(h) else _const(h) for h in handlers]
@@ -114,6 +118,9 @@ class Router:
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        return await self._route(request)
+
+    async def _route(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
         for route in self.routes:
             if route.method == request.method and route.pattern.search(url):
@@ -123,7 +130,29 @@ class Router:
                 if not isinstance(result, httpx.Response):
                     result = await result
                 return result
+        if request.method == "POST" and request.url.path.endswith("/$batch"):
+            return await self._batch(request)
         return graph_error(404, "itemNotFound", f"no route for {request.method} {url}")
+
+    async def _batch(self, request: httpx.Request) -> httpx.Response:
+        root = str(request.url).removesuffix("/$batch")
+        answers = []
+        for sub in json_of(request)["requests"]:
+            headers = {**(sub.get("headers") or {}), "Authorization": request.headers["Authorization"]}
+            one = httpx.Request(sub["method"], root + sub["url"], headers=headers)
+            self.batched.append(one)
+            response = await self._route(one)
+            await response.aread()
+            body = json.loads(response.content) if response.content else None
+            answers.append(
+                {
+                    "id": sub["id"],
+                    "status": response.status_code,
+                    "headers": dict(response.headers),
+                    "body": body,
+                }
+            )
+        return httpx.Response(200, json={"responses": answers[::-1]})  # Graph answers in any order
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -132,6 +161,10 @@ class Router:
     def sent(self, method: str, pattern: str) -> list[httpx.Request]:
         rx = re.compile(pattern)
         return [r for r in self.requests if r.method == method and rx.search(str(r.url))]
+
+    def sent_in_batches(self, method: str, pattern: str) -> list[httpx.Request]:
+        rx = re.compile(pattern)
+        return [r for r in self.batched if r.method == method and rx.search(str(r.url))]
 
 
 def _const(response: httpx.Response) -> Handler:

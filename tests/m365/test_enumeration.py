@@ -16,7 +16,8 @@ from m365vault.m365.enumeration import (
 )
 from m365vault.m365.errors import GraphAuthError, GraphError, GraphForbidden
 from m365vault.m365.settings import ClientSecret, TenantSettings
-from tests.m365.fakes import GRAPH, Router, collection, graph_error, make_client
+from m365vault.m365.throttle import LimitPolicy, Scope
+from tests.m365.fakes import GRAPH, Router, collection, graph_error, json_of, make_client
 from tests.m365.test_auth import TokenService
 
 HR_SITE = "contoso.sharepoint.com,bf6fb551-d508-4946-a439-b2a6154fc1d9,65a04b8b-1f44-442b-a1fc-9e5852fb946c"
@@ -97,6 +98,40 @@ async def test_discover_users_probes_mailbox_and_onedrive() -> None:
     assert found["g1"].has_mailbox is False and found["g1"].onedrive is None
     assert found["u3"].mailbox_purpose == "shared" and found["u3"].onedrive is None
     assert found["p4"].has_mailbox is None and "Access to OData is disabled" in found["p4"].probe_errors[0]
+
+
+def _drive_of(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"id": f"b!{request.url.path.split('/')[-2]}", "name": "OneDrive"})
+
+
+async def test_discover_users_batches_probes_each_charged_to_its_own_lane() -> None:
+    router = Router()
+    router.on("GET", r"/users\?", collection([user(f"u{n}", f"user{n}@contoso.com") for n in range(25)]))
+    ok = httpx.Response(200, json={"userPurpose": "user"})
+    router.on("GET", r"/users/u\d+/mailboxSettings$", ok)
+    throttled = graph_error(429, "ApplicationThrottled", "over its limit", {"Retry-After": "3"})
+    router.on("GET", r"/users/u3/mailboxSettings$", throttled, ok)
+    router.on("GET", r"/users/u\d+/drive\?", _drive_of)
+    # A directory budget far too small for 50 probes, and SharePoint's at 10 RU a minute.
+    limits = LimitPolicy(
+        directory_requests_per_second=0.01, directory_burst=2, sharepoint_resource_units_per_minute=10
+    )
+    client, _, timer = make_client(router, limits=limits)
+    started = timer.now
+    async with client:
+        found = [d async for page in discover_users(client, concurrency=1) for d in page]
+        paused = {scope: client.lane(scope).pauses for scope in (Scope.mailbox("u3"), Scope.directory())}
+    assert [d.id for d in found] == [f"u{n}" for n in range(25)]
+    assert all(d.has_mailbox and d.onedrive == {"id": f"b!{d.id}", "name": "OneDrive"} for d in found)
+    # 50 probes in three round trips; u3's throttled one again on its own after the first.
+    assert [len(json_of(r)["requests"]) for r in router.sent("POST", r"/\$batch$")] == [20, 1, 20, 10]
+    assert not router.sent("GET", r"/mailboxSettings|/drive")
+    assert len(router.sent_in_batches("GET", r"/drive\?")) == 25
+    # The throttled probe paused its own mailbox's lane, not the directory's.
+    assert paused == {Scope.mailbox("u3"): 1, Scope.directory(): 0}
+    # Each drive probe spent a SharePoint resource unit: 10 + 10 + 5 RU take two more minutes. The
+    # round trips cost the directory nothing (at 0.01 a second, 50 probes would take an hour).
+    assert 120 <= timer.now - started < 130
 
 
 async def test_sites_drives_lists_and_folders() -> None:

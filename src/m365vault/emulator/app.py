@@ -57,6 +57,10 @@ class Emulator:
         # What the emulator answered, by status, batch sub-requests included (GET /_admin/stats):
         # tests of throttling count the storm from Microsoft's side, not from the client's log.
         self.answered: Counter[int] = Counter()
+        # ... and by route ("GET users/{user}/mailboxSettings", "POST $batch"): which requests a
+        # backup spends, to find the ones worth saving.
+        self.routes: Counter[str] = Counter()
+        self.round_trips = 0  # HTTP requests, a $batch one however many sub-requests it carried
         directory.register(self.router, world)
         mail.register(self.router, world, self.mail)
         files.register(self.router, world, self.files)
@@ -131,6 +135,7 @@ class Emulator:
             req.path = self.rewrite(path)
             req.item_path = item_path if item_path is not None else req.item_path
             if req.method == "POST" and req.path.lower() == "/$batch":
+                req.route = "POST $batch"
                 return batch.run_batch(req, self._sub_request)
             handler = self.router.resolve(req)
             with self.world.store.lock:
@@ -168,14 +173,20 @@ class Emulator:
             )
         except GraphError as exc:
             resp = self.error(req, exc)
-            self.answered[resp.status] += 1
+            self._count(req, resp)
             return resp
         try:
             resp = self.dispatch(req)
         finally:
             self.limiter.release(ticket)
-        self.answered[resp.status] += 1
+        self._count(req, resp)
         return resp
+
+    def _count(self, req: Req, resp: Resp) -> None:
+        self.answered[resp.status] += 1
+        # Unrouted: auth, downloads, uploads, or a request refused before routing.
+        route = req.route or f"{req.method} {req.path.strip('/').split('/')[0]}"
+        self.routes[f"beta {route}" if req.version == "beta" else route] += 1
 
     def error(self, req: Req, exc: GraphError) -> Resp:
         body = exc.body(self.world.now_iso(), req.request_id, req.headers.get("client-request-id"))
@@ -304,7 +315,8 @@ class Emulator:
 
     async def _send(self, send: Send, req: Req, resp: Resp) -> None:
         if not req.path.lower().startswith("/_emulator/"):
-            self.answered[resp.status] += 1
+            self._count(req, resp)
+            self.round_trips += 1
         headers = {
             "request-id": req.request_id,
             "client-request-id": req.headers.get("client-request-id", req.request_id),
@@ -360,6 +372,8 @@ class Emulator:
                     200,
                     {
                         "statuses": {str(code): n for code, n in sorted(self.answered.items())},
+                        "routes": dict(sorted(self.routes.items())),
+                        "roundTrips": self.round_trips,
                         "groupAttachmentReads": self.conversations.attachment_reads,
                     },
                 )

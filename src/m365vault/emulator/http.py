@@ -32,6 +32,7 @@ class Req:
     item_path: str | None = None  # drive path addressing: the part between the colons
     params: dict[str, str] = field(default_factory=dict)
     version: str = "v1.0"  # "beta" for requests under /beta (the archive routes answer only there)
+    route: str | None = None  # the route pattern it resolved to ("GET users/{user}"), for the stats
 
     def json(self) -> Any:
         try:
@@ -132,6 +133,7 @@ class Router:
                     allowed = True
                     continue
                 req.params = params
+                req.route = f"{method} {'/'.join(pattern)}"
                 return handler
         if allowed:
             raise GraphError(

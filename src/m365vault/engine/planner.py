@@ -161,7 +161,8 @@ def _user_objects(
             missing("archive mailbox")
     if onedrive:
         if user.has_onedrive:
-            out.add(BackupObject(ObjectKind.ONEDRIVE, user.id, user.name))
+            drive = (user.onedrive,) if user.onedrive else None
+            out.add(BackupObject(ObjectKind.ONEDRIVE, user.id, user.name, collections=drive))
         else:
             missing("OneDrive")
     if personal_site:

@@ -34,6 +34,7 @@ class TenantUser:
     has_onedrive: bool = True
     personal_site_id: str | None = None  # the user's personal (my) site, when provisioned
     archive_problem: str | None = None  # why the archive could not be looked up (a plan warning)
+    onedrive: CollectionRef | None = None  # its drive, when listing the user already read it
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class BackupObject:
     kind: ObjectKind
     id: str
     name: str = field(compare=False, default="")
+    # Its collections when planning already read them (a OneDrive's drive), so its task does not
+    # ask again; None: the source lists them.
+    collections: tuple[CollectionRef, ...] | None = field(compare=False, default=None)
 
     @property
     def key(self) -> tuple[str, str]:

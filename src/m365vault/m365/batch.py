@@ -5,7 +5,8 @@ matched here by id. A sub-request is retried on its own, with the same policy as
 (`GraphClient.status_retry`): a throttled one (429 / 503 with Retry-After in its headers) pauses
 the whole lane, like a throttled single request, and goes into the next batch; any other error
 becomes that request's classified `GraphError`, leaving the others alone. Batching saves round
-trips, not quota: the batch is charged the sum of its sub-requests' costs.
+trips, not quota: each sub-request is charged its cost in its own lane (the batch's, unless it
+names another: one batch may probe many mailboxes and the SharePoint tenant at once).
 
 Sub-request URLs are relative to the versioned endpoint; a URL outside it (a link to another host)
 and any request the batch itself could not carry (the POST failed, an id is missing from the
@@ -15,7 +16,8 @@ answer) is sent as a plain GET, so batching never loses a request.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +34,14 @@ Outcome = dict[str, Any] | GraphError
 
 @dataclass(frozen=True)
 class BatchGet:
-    """One GET: a Graph path or absolute URL (a next or delta link, sent verbatim)."""
+    """One GET: a Graph path or absolute URL (a next or delta link, sent verbatim). `scope`: the
+    limit it counts against when not the batch's (a mailbox's, SharePoint's)."""
 
     url: str
     params: Mapping[str, str] | None = None
     headers: Mapping[str, str] | None = None
     cost: float = 1.0
+    scope: Scope | None = None
 
 
 @dataclass
@@ -67,8 +71,9 @@ async def get_many(
 ) -> list[Outcome]:
     """GET every request, `MAX_REQUESTS` per batch; per request its JSON body or its error.
 
-    `endpoint` is the versioned root the batch goes to (default the client's, v1.0; e.g. the beta
-    root for beta requests): requests outside it are sent on their own."""
+    `scope` is the lane of the round trip and of every request that names none. `endpoint` is the
+    versioned root the batch goes to (default the client's, v1.0; e.g. the beta root for beta
+    requests): requests outside it are sent on their own."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     batchable: list[_Pending] = []
     endpoint = endpoint or client.base_url
@@ -88,7 +93,11 @@ async def get_many(
 async def _single(client: GraphClient, request: BatchGet, scope: Scope) -> Outcome:
     try:
         return await client.get_json(
-            request.url, scope=scope, cost=request.cost, params=request.params, headers=request.headers
+            request.url,
+            scope=request.scope or scope,
+            cost=request.cost,
+            params=request.params,
+            headers=request.headers,
         )
     except GraphError as exc:
         return exc
@@ -98,20 +107,11 @@ async def _run(
     client: GraphClient, chunk: list[_Pending], outcomes: list[Outcome | None], scope: Scope, endpoint: str
 ) -> None:
     pending = {str(number): item for number, item in enumerate(chunk)}
-    lane = client.lane(scope)
     attempt = 0
     while pending:
         attempt += 1
-        payload = {"requests": [_sub_request(key, item) for key, item in pending.items()]}
         try:
-            answer = await client.send_json(
-                "POST",
-                f"{endpoint}/$batch",
-                payload,
-                scope=scope,
-                cost=sum(item.request.cost for item in pending.values()),
-                idempotent=True,  # every sub-request is a GET
-            )
+            answer = await _post(client, pending, scope, endpoint)
         except GraphError:
             answer = {}  # the batch as a whole failed: each request goes on its own below
         answers = {
@@ -128,6 +128,7 @@ async def _run(
             try:
                 outcome = _accept(sub, item)
                 if outcome is None:  # retryable: the lane is paused or a back-off is due
+                    lane = client.lane(item.request.scope or scope)
                     wait = max(wait, _retry_wait(client, lane, sub, item, attempt))
                     continue
             except GraphError as exc:
@@ -136,6 +137,32 @@ async def _run(
             del pending[key]
         if pending and wait > 0:
             await client.timer.sleep(wait)
+
+
+async def _post(client: GraphClient, pending: dict[str, _Pending], scope: Scope, endpoint: str) -> Any:
+    """Send the batch, each sub-request charged in its own lane; the round trip runs in `scope`'s."""
+    charges = _charges(pending.values(), scope)
+    async with AsyncExitStack() as stack:
+        # Other lanes first, in one fixed order, and the round trip's lane last: a batch never
+        # holds a slot another batch waits for while it waits itself.
+        for other in sorted(charges.keys() - {scope}, key=lambda s: (s.kind.value, s.key)):
+            await stack.enter_async_context(client.lane(other).slot(charges[other]))
+        return await client.send_json(
+            "POST",
+            f"{endpoint}/$batch",
+            {"requests": [_sub_request(key, item) for key, item in pending.items()]},
+            scope=scope,
+            cost=charges.get(scope, 0.0),  # the round trip itself is free; its sub-requests are not
+            idempotent=True,  # every sub-request is a GET
+        )
+
+
+def _charges(items: Iterable[_Pending], scope: Scope) -> dict[Scope, float]:
+    charges: dict[Scope, float] = {}
+    for item in items:
+        own = item.request.scope or scope
+        charges[own] = charges.get(own, 0.0) + item.request.cost
+    return charges
 
 
 def _sub_request(key: str, item: _Pending) -> dict[str, Any]:

@@ -7,20 +7,22 @@ Whether a user has a mailbox or a OneDrive is not a property Graph returns; it i
   service provides it. Cost: one Exchange request in that mailbox's lane.
 - OneDrive: `GET /users/{id}/drive`. A 404 means it was never provisioned (or there is no SharePoint
   licence). Cost: one SharePoint resource unit.
-So a full probe costs two requests per user; `discover_users` runs probes with bounded concurrency
-and lets the caller switch either probe off.
+So a full probe costs two requests per user; `discover_users` sends them through `$batch` (20 per
+round trip, each still charged to its own mailbox's or SharePoint's budget), a few batches at a
+time, and lets the caller switch either probe off.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from m365vault.m365.batch import MAX_REQUESTS, BatchGet, Outcome, get_many
 from m365vault.m365.client import GraphClient, segment
-from m365vault.m365.errors import GraphForbidden, GraphNotFound
+from m365vault.m365.errors import GraphError, GraphForbidden, GraphNotFound
 from m365vault.m365.paging import Page, items, pages
 from m365vault.m365.throttle import Scope
 
@@ -71,24 +73,56 @@ async def get_user(client: GraphClient, user_id: str, *, select: str = USER_FIEL
     )
 
 
-async def get_mailbox_settings(client: GraphClient, user_id: str) -> dict[str, Any] | None:
-    """The user's mailboxSettings, or None when the user has no reachable mailbox."""
+def mailbox_settings_request(user_id: str) -> BatchGet:
+    return BatchGet(f"/users/{segment(user_id)}/mailboxSettings", scope=Scope.mailbox(user_id))
+
+
+def user_drive_request(user_id: str) -> BatchGet:
+    return BatchGet(
+        f"/users/{segment(user_id)}/drive", params={"$select": DRIVE_FIELDS}, scope=Scope.sharepoint()
+    )
+
+
+async def _get(client: GraphClient, request: BatchGet) -> dict[str, Any] | None:
+    """One probe on its own: its body, or None for a 404."""
+    assert request.scope is not None  # every probe names its lane
     try:
-        return await client.get_json(
-            f"/users/{segment(user_id)}/mailboxSettings", scope=Scope.mailbox(user_id)
-        )
+        return await client.get_json(request.url, scope=request.scope, params=request.params)
     except GraphNotFound:
         return None
+
+
+async def get_mailbox_settings(client: GraphClient, user_id: str) -> dict[str, Any] | None:
+    """The user's mailboxSettings, or None when the user has no reachable mailbox."""
+    return await _get(client, mailbox_settings_request(user_id))
 
 
 async def get_user_drive(client: GraphClient, user_id: str) -> dict[str, Any] | None:
     """The user's OneDrive, or None when it was never provisioned."""
-    try:
-        return await client.get_json(
-            f"/users/{segment(user_id)}/drive", scope=Scope.sharepoint(), params={"$select": DRIVE_FIELDS}
-        )
-    except GraphNotFound:
+    return await _get(client, user_drive_request(user_id))
+
+
+def _found(outcome: Outcome) -> dict[str, Any] | None:
+    """A probe's body, or None for a 404; any other error is raised."""
+    if isinstance(outcome, GraphNotFound):
         return None
+    if isinstance(outcome, GraphError):
+        raise outcome
+    return outcome
+
+
+def _probed(
+    outcome: Outcome | None, what: str, errors: list[str]
+) -> tuple[bool | None, dict[str, Any] | None]:
+    """(found, body) of one probe's outcome: a 404 is "absent", a 403 is noted in `errors` (one
+    user's refusal does not fail a listing) and leaves it unknown; other errors fail the listing."""
+    if outcome is None:
+        return None, None
+    if isinstance(outcome, GraphForbidden):  # e.g. an application access policy on this mailbox
+        errors.append(f"{what}: {outcome.reason}")
+        return None, None
+    body = _found(outcome)
+    return body is not None, body
 
 
 async def discover_users(
@@ -101,35 +135,40 @@ async def discover_users(
 ) -> AsyncIterator[list[DiscoveredUser]]:
     """Pages of users with their mailbox / OneDrive probed (see the module docstring for the cost)."""
     gate = asyncio.Semaphore(concurrency)
+    per_user = int(probe_mailbox) + int(probe_onedrive)
 
-    async def probe(user: dict[str, Any]) -> DiscoveredUser:
-        uid = str(user["id"])
-        errors: list[str] = []
-        has_mailbox: bool | None = None
-        settings = drive = None
-        async with gate:
+    async def probe(users: list[dict[str, Any]]) -> list[DiscoveredUser]:
+        requests: list[BatchGet] = []
+        for user in users:
+            uid = str(user["id"])
             if probe_mailbox:
-                try:
-                    settings = await get_mailbox_settings(client, uid)
-                    has_mailbox = settings is not None
-                except GraphForbidden as exc:  # e.g. an application access policy on this mailbox
-                    errors.append(f"mailbox: {exc.reason}")
+                requests.append(mailbox_settings_request(uid))
             if probe_onedrive:
-                try:
-                    drive = await get_user_drive(client, uid)
-                except GraphForbidden as exc:
-                    errors.append(f"onedrive: {exc.reason}")
-        return DiscoveredUser(
-            user=user,
-            has_mailbox=has_mailbox,
-            mailbox_settings=settings,
-            onedrive=drive,
-            onedrive_probed=probe_onedrive,
-            probe_errors=errors,
-        )
+                requests.append(user_drive_request(uid))
+        async with gate:
+            outcomes = iter(await get_many(client, requests, scope=Scope.directory()))
+        found: list[DiscoveredUser] = []
+        for user in users:
+            errors: list[str] = []
+            has_mailbox, settings = _probed(next(outcomes) if probe_mailbox else None, "mailbox", errors)
+            _, drive = _probed(next(outcomes) if probe_onedrive else None, "onedrive", errors)
+            found.append(
+                DiscoveredUser(
+                    user=user,
+                    has_mailbox=has_mailbox,
+                    mailbox_settings=settings,
+                    onedrive=drive,
+                    onedrive_probed=probe_onedrive,
+                    probe_errors=errors,
+                )
+            )
+        return found
 
+    # One batch's worth of users per probe, so the gate bounds round trips in flight.
+    size = MAX_REQUESTS // max(1, per_user)
     async for page in list_users(client, filter=filter):
-        yield list(await asyncio.gather(*(probe(user) for user in page.items)))
+        chunks = [page.items[start : start + size] for start in range(0, len(page.items), size)]
+        yield [found for chunk in await asyncio.gather(*(probe(c) for c in chunks)) for found in chunk]
 
 
 def list_groups(
@@ -171,11 +210,18 @@ async def get_group_drive(client: GraphClient, group_id: str) -> dict[str, Any] 
         return None
 
 
+def group_site_request(group_id: str) -> BatchGet:
+    return BatchGet(f"/groups/{segment(group_id)}/sites/root", scope=Scope.sharepoint())
+
+
 async def get_group_site(client: GraphClient, group_id: str) -> dict[str, Any] | None:
-    try:
-        return await client.get_json(f"/groups/{segment(group_id)}/sites/root", scope=Scope.sharepoint())
-    except GraphNotFound:
-        return None
+    return await _get(client, group_site_request(group_id))
+
+
+async def get_group_sites(client: GraphClient, group_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    """`get_group_site` of many groups through `$batch` (20 per round trip)."""
+    requests = [group_site_request(group_id) for group_id in group_ids]
+    return [_found(outcome) for outcome in await get_many(client, requests, scope=Scope.sharepoint())]
 
 
 def is_personal_site(site: dict[str, Any]) -> bool:

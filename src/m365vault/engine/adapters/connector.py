@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from m365vault.engine.adapters.source import onedrive_collection
 from m365vault.engine.ports import TenantGroup, TenantSite, TenantUser
 from m365vault.m365 import archive, enumeration
 from m365vault.m365.client import GraphClient, segment
@@ -261,23 +262,31 @@ class GraphPlanningDirectory:
             has_archive_mailbox=has_archive,
             has_onedrive=found.onedrive is not None and self._sharepoint,
             archive_problem=None if has_archive else self._archive_refused,
+            onedrive=onedrive_collection(found.onedrive) if found.onedrive and self._sharepoint else None,
         )
 
     async def groups(self) -> AsyncIterator[TenantGroup]:
         async for page in enumeration.list_groups(self._client):
+            # The team sites of a page's Microsoft 365 groups, 20 per `$batch` round trip.
+            unified = [
+                str(raw["id"]) for raw in page.items if self._sharepoint and enumeration.is_unified(raw)
+            ]
+            sites = await enumeration.get_group_sites(self._client, unified)
+            site_ids = {group: str(site["id"]) for group, site in zip(unified, sites, strict=True) if site}
             for raw in page.items:
-                yield await self._group(raw)
+                yield self._tenant_group(raw, site_ids.get(str(raw["id"])))
 
     async def _group(self, raw: dict[str, Any]) -> TenantGroup:
-        site_id = None
-        unified = enumeration.is_unified(raw)
-        if self._sharepoint and unified:
+        site = None
+        if self._sharepoint and enumeration.is_unified(raw):
             site = await enumeration.get_group_site(self._client, str(raw["id"]))
-            site_id = str(site["id"]) if site else None
+        return self._tenant_group(raw, str(site["id"]) if site else None)
+
+    def _tenant_group(self, raw: dict[str, Any], site_id: str | None) -> TenantGroup:
         return TenantGroup(
             id=str(raw["id"]),
             name=str(raw.get("mail") or raw.get("displayName") or raw["id"]),
-            has_mailbox=unified and self._exchange,
+            has_mailbox=enumeration.is_unified(raw) and self._exchange,
             site_id=site_id,
         )
 

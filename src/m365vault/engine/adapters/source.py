@@ -6,8 +6,8 @@ Collections per object:
 - group mailbox: one "Conversations" collection, listed whole every run (see group_mailbox.py);
 - archive mailbox: every archive folder through Graph beta, items as opaque export streams (see
   archive_mailbox.py);
-- OneDrive: the user's drive; site: every document library (drives) and every non-library list
-  (list items with their fields, as JSON).
+- OneDrive: the user's drive (as planning found it, when it did); site: every document library
+  (drives) and every non-library list (list items with their fields, as JSON).
 
 Item metadata handed to the recorder uses the catalog's `EntryMetadata` field names plus `kind`
 (the catalog entry kind) and `parent` (the parent's external id; a drive's root folder is the
@@ -15,7 +15,8 @@ library itself). Version keys: `changeKey` for Outlook items, `eTag` for drive a
 changes with content, name and location).
 
 A new `GraphChangeSource` is made per task: it caches the raw JSON of the page being processed
-(for the JSON-content kinds), each drive's root id (read on the drive's first page with changes),
+(for the JSON-content kinds), each drive's root id (from the drive's first page with changes, or
+read when that page lacks it),
 and the first delta pages `prefetch` read through `$batch` until `changes` consumes them.
 """
 
@@ -75,6 +76,15 @@ def _sender(item: dict[str, Any]) -> str | None:
     return found[0] if found else None
 
 
+def onedrive_collection(drive: dict[str, Any]) -> CollectionRef:
+    """A user's OneDrive (`GET /users/{id}/drive`) as the object's one collection."""
+    return CollectionRef(str(drive["id"]), DRIVE, str(drive.get("name") or "OneDrive"))
+
+
+def _no_onedrive(obj: BackupObject) -> GraphNotFound:
+    return GraphNotFound(f"the user {obj.name or obj.id} has no OneDrive")
+
+
 class GraphChangeSource:
     def __init__(
         self, client: GraphClient, clock: Clock, saver: ContentSaver, budget: ContentBudget | None = None
@@ -98,10 +108,12 @@ class GraphChangeSource:
         if obj.kind is ObjectKind.MAILBOX:
             return await self._mailbox(obj.id)
         if obj.kind is ObjectKind.ONEDRIVE:
+            if obj.collections is not None:  # the drive planning read: not asked for again
+                return obj.collections
             drive = await enumeration.get_user_drive(self._client, obj.id)
             if drive is None:
-                raise GraphNotFound(f"the user {obj.name or obj.id} has no OneDrive")
-            return [CollectionRef(str(drive["id"]), DRIVE, str(drive.get("name") or "OneDrive"))]
+                raise _no_onedrive(obj)
+            return [onedrive_collection(drive)]
         return await self._site(obj.id)
 
     async def _mailbox(self, user_id: str) -> list[CollectionRef]:
@@ -157,6 +169,12 @@ class GraphChangeSource:
             )
         return found
 
+    def _page_root(self, drive_id: str, changes: Sequence[DeltaChange]) -> None:
+        for change in changes:
+            if not change.removed and "root" in change.item:
+                self._drive_roots.setdefault(drive_id, change.id)
+                return
+
     async def _root(self, drive_id: str) -> str:
         root = self._drive_roots.get(drive_id)
         if root is None:
@@ -200,16 +218,26 @@ class GraphChangeSource:
         pages = delta.read_delta(
             self._client, self._query(obj, collection), token=token, known_ids=_no_known_ids, first=first
         )
-        async for page in pages:
-            self._raw.clear()
-            if collection.kind == DRIVE and any(not change.removed for change in page.changes):
-                # Items at the top of the library name the root as parent: learn its id only for
-                # drives that changed (a request per drive per run otherwise, mostly unused).
-                await self._root(collection.id)
-            converted = [self._convert(obj, collection, change) for change in page.changes]
-            yield ChangePage(
-                [c for c in converted if c is not None], page.token, final=page.complete, resync=page.resync
-            )
+        try:
+            async for page in pages:
+                self._raw.clear()
+                if collection.kind == DRIVE and any(not change.removed for change in page.changes):
+                    # Items at the top of the library name the root as parent: learn its id only for
+                    # drives that changed (a request per drive per run otherwise, mostly unused),
+                    # from the page itself when the root came along as an ancestor of a change.
+                    self._page_root(collection.id, page.changes)
+                    await self._root(collection.id)
+                converted = [self._convert(obj, collection, change) for change in page.changes]
+                yield ChangePage(
+                    [c for c in converted if c is not None],
+                    page.token,
+                    final=page.complete,
+                    resync=page.resync,
+                )
+        except GraphNotFound as exc:
+            if obj.kind is ObjectKind.ONEDRIVE:  # its drive went away after planning read it
+                raise _no_onedrive(obj) from exc
+            raise
 
     def _query(self, obj: BackupObject, collection: CollectionRef) -> DeltaQuery:
         client, kind = self._client, collection.kind
