@@ -252,3 +252,35 @@ async def test_the_archive_source_turns_refusals_into_service_unavailable() -> N
         refs = await source.collections(ADELE)
         with pytest.raises(ServiceUnavailable, match="exported"):
             [p async for p in source.changes(ADELE, refs[0], None)]
+
+
+async def test_an_incremental_reads_the_archive_folders_first_pages_in_one_batch() -> None:
+    router = _archive_router()
+    base = "https://graph.microsoft.com/beta/admin/exchange/mailboxes/x/folders"
+    aux = "https://graph.microsoft.com/beta/admin/exchange/mailboxes/aux/folders/F2/items/delta?d=t2"
+    router.on("GET", r"/folders/F1/items/delta\?d=t1", collection([_item(1)], delta_link=f"{base}/F1/d?d=n1"))
+    # F2's content lives in an auxiliary archive: its read is redirected, which a batch cannot follow.
+    router.on("GET", r"/folders/F2/items/delta\?d=t2", httpx.Response(308, headers={"Location": aux}))
+    router.on(
+        "GET",
+        r"/mailboxes/aux/folders/F2/items/delta",
+        collection([_item(2)], delta_link=f"{base}/F2/d?d=n2"),
+    )
+    client, _, _ = make_client(router)
+    async with client:
+        source = ArchiveMailbox(client, ContentBudget())
+        f1, f2 = await source.collections(ADELE)
+        tokens = {"F1": f"{base}/F1/items/delta?d=t1", "F2": f"{base}/F2/items/delta?d=t2"}
+        await source.prefetch(ADELE, [(f1, tokens["F1"]), (f2, tokens["F2"])])
+        assert len(router.sent("POST", r"/beta/\$batch$")) == 1
+        pages = {ref.id: [p async for p in source.changes(ADELE, ref, tokens[ref.id])] for ref in (f1, f2)}
+    assert [c.item_id for c in pages["F1"][0].changes] == ["I1"] and pages["F1"][
+        0
+    ].token == f"{base}/F1/d?d=n1"
+    assert [c.item_id for c in pages["F2"][0].changes] == ["I2"] and pages["F2"][
+        0
+    ].token == f"{base}/F2/d?d=n2"
+    # F1 came from the batch; only F2 was read again on its own, following the redirect.
+    assert router.sent("GET", r"/folders/F1/items/delta") == []
+    assert len(router.sent("GET", r"/mailboxes/x/folders/F2/items/delta\?d=t2")) == 1
+    assert len(router.sent("GET", r"/mailboxes/aux/")) == 1

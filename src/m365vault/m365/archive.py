@@ -11,7 +11,8 @@ against a live tenant, and beta APIs may change):
 - `GET /beta/admin/exchange/mailboxes/{mbx}/folders/delta` (MailboxFolder.Read.All) and
   `.../folders/{folder}/items/delta` (MailboxItem.Read.All): ordinary delta rounds (delta.py). Reads
   of an expanded folder (content in an auxiliary archive) may answer 308 + Location; the client
-  follows it on Graph's own origin only (client.py).
+  follows it on Graph's own origin only (client.py), and a read redirected inside a `$batch` is
+  sent again on its own (batch.py).
 - `POST .../mailboxes/{mbx}/exportItems` with at most 20 ids (MailboxItem.Export.All): each item's
   full-fidelity stream (base64 `data`), opaque: it is stored and imported back, never parsed.
 - `POST .../mailboxes/{mbx}/createImportSession` (MailboxItem.ImportExport.All) -> a

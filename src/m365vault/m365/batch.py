@@ -10,7 +10,8 @@ names another: one batch may probe many mailboxes and the SharePoint tenant at o
 
 Sub-request URLs are relative to the versioned endpoint; a URL outside it (a link to another host)
 and any request the batch itself could not carry (the POST failed, an id is missing from the
-answer) is sent as a plain GET, so batching never loses a request.
+answer, the sub-request was redirected with 307/308) is sent as a plain GET, so batching never
+loses a request.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from m365vault.m365.client import Failures, GraphClient
+from m365vault.m365.client import REDIRECT_STATUSES, Failures, GraphClient
 from m365vault.m365.errors import GraphError, safe_url
 from m365vault.m365.throttle import Lane, Scope
 
@@ -120,7 +121,8 @@ async def _run(
         wait = 0.0
         for key, item in list(pending.items()):
             sub = answers.get(key)
-            if sub is None:
+            if sub is None or int(sub.get("status") or 0) in REDIRECT_STATUSES:
+                # Not carried, or redirected (an auxiliary archive's 308): a plain GET follows it.
                 outcomes[item.index] = await _single(client, item.request, scope)
                 del pending[key]
                 continue

@@ -40,8 +40,9 @@ from m365vault.engine.ports import (
     ServiceUnavailable,
 )
 from m365vault.m365 import archive
+from m365vault.m365.batch import Outcome, get_many
 from m365vault.m365.client import GraphClient
-from m365vault.m365.delta import DeltaChange, read_delta
+from m365vault.m365.delta import DeltaChange, DeltaQuery, read_delta
 from m365vault.m365.errors import GraphError, GraphForbidden, GraphNotFound, GraphPermanent
 from m365vault.m365.throttle import Scope
 
@@ -69,6 +70,8 @@ class ArchiveMailbox:
         self._mailbox: str | None = None
         self._properties = True  # ask for subject/sender through $expand until Graph refuses it
         self._streams: dict[str, dict[str, archive.ExportedItem]] = {}  # folder -> item -> export
+        # folder id -> (the token it was read from, its first delta page or that read's error)
+        self._primed: dict[str, tuple[str, Outcome]] = {}
 
     async def _mailbox_id(self, obj: BackupObject) -> str:
         if self._mailbox is None:
@@ -98,16 +101,38 @@ class ArchiveMailbox:
         # Top-level folders hang under the archive's root, which is not listed: keep parents in the tree.
         return [ref if ref.parent_id in ids else CollectionRef(ref.id, ref.kind, ref.name) for ref in found]
 
+    async def prefetch(self, obj: BackupObject, starts: Sequence[tuple[CollectionRef, str | None]]) -> None:
+        """The first delta page of every folder that has a token, through one beta `$batch` per 20
+        folders instead of a round trip each; `changes` then starts from it. A folder whose read is
+        redirected to an auxiliary archive (308) is read on its own there (batch.py)."""
+        wanted = [(collection, token) for collection, token in starts if token]
+        if not wanted:
+            return
+        mailbox = await self._mailbox_id(obj)
+        scope = Scope.mailbox(obj.id)
+        requests = [
+            self._query(mailbox, collection, scope).first_request(token) for collection, token in wanted
+        ]
+        outcomes = await get_many(
+            self._client, requests, scope=scope, endpoint=archive.beta_root(self._client)
+        )
+        for (collection, token), outcome in zip(wanted, outcomes, strict=True):
+            self._primed[collection.id] = (token, outcome)
+
+    def _query(self, mailbox: str, collection: CollectionRef, scope: Scope) -> DeltaQuery:
+        return archive.items_query(self._client, mailbox, collection.id, scope, properties=self._properties)
+
     async def changes(
         self, obj: BackupObject, collection: CollectionRef, token: str | None
     ) -> AsyncIterator[ChangePage]:
         mailbox = await self._mailbox_id(obj)
         scope = Scope.mailbox(obj.id)
+        primed = self._primed.pop(collection.id, None)
+        first = primed[1] if primed is not None and primed[0] == token else None
         while True:
-            query = archive.items_query(
-                self._client, mailbox, collection.id, scope, properties=self._properties
-            )
-            pages = read_delta(self._client, query, token=token, known_ids=_no_known_ids)
+            query = self._query(mailbox, collection, scope)
+            pages = read_delta(self._client, query, token=token, known_ids=_no_known_ids, first=first)
+            first = None  # a retry without $expand reads again
             yielded = False
             try:
                 async for page in pages:

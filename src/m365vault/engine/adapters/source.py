@@ -188,10 +188,10 @@ class GraphChangeSource:
         """Read the first delta page of every collection that has a token through `$batch` (one
         sub-request each instead of one round trip each); `changes` then starts from that page.
         First rounds are long anyway and are read as before."""
-        wanted: dict[Scope, list[tuple[CollectionRef, str, DeltaQuery]]] = {}
         if obj.kind is ObjectKind.ARCHIVE_MAILBOX:
-            # Not batched: a sub-request cannot follow an auxiliary archive's 308 (archive_mailbox.py).
+            await self._archive.prefetch(obj, starts)
             return
+        wanted: dict[Scope, list[tuple[CollectionRef, str, DeltaQuery]]] = {}
         for collection, token in starts:
             if token and collection.kind != CONVERSATIONS:  # conversations have no delta
                 query = self._query(obj, collection)
