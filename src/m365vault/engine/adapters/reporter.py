@@ -8,6 +8,7 @@ times: one transaction, so the API never shows a finished session beside a job s
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from m365vault.clock import Clock
 from m365vault.db.config_tables import Job, JobSession, JobSessionLogItem, Organization
 from m365vault.engine.ports import LogItem, SessionStatistics, SessionStatus
+
+log = logging.getLogger(__name__)
 
 RECOVERY_TITLE = (
     "[Failed] Job session was interrupted: the server stopped while it was running "
@@ -45,34 +48,74 @@ def append_log(db: Session, session_id: uuid.UUID, title: str, start: datetime, 
 
 
 class DbSessionReporter:
+    """Log items and progress are written behind the run, in group commits: the run goes on at
+    once, and whatever was told while a write was in flight goes into the next transaction. The
+    run reports each object as it ends, and a log item and a progress write each (one transaction
+    apiece, in turn) held the objects that ended meanwhile back: a medium incremental's last
+    objects waited ~0.3 s in that line (bench_backup (b)). `finish` writes what is still waiting
+    with the final status. A write that fails is logged and dropped, as a log or progress write
+    always was (best effort); the final status write is not."""
+
     def __init__(self, sessions: sessionmaker[Session], session_id: uuid.UUID) -> None:
         self._sessions = sessions
         self.session_id = session_id
-        self._lock = asyncio.Lock()  # usn order = call order
+        self._logs: list[LogItem] = []  # usn order = call order
+        self._progress: tuple[int, SessionStatistics] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.finished = False
 
     async def log(self, item: LogItem) -> None:
-        def write() -> None:
-            with self._sessions.begin() as db:
-                append_log(db, self.session_id, item.title, item.creation_time, item.end_time)
-
-        async with self._lock:
-            await asyncio.to_thread(write)
+        self._logs.append(item)
+        self._write_behind()
 
     async def progress(self, progress: int, statistics: SessionStatistics) -> None:
-        def write() -> None:
-            with self._sessions.begin() as db:
-                row = db.get(JobSession, self.session_id)
-                if row is not None and row.end_time is None:
-                    row.progress = progress
-                    row.statistics = statistics_document(statistics)
+        self._progress = (progress, statistics)  # only the latest is worth writing
+        self._write_behind()
 
-        async with self._lock:
-            await asyncio.to_thread(write)
+    async def drain(self) -> None:
+        """Wait until everything told so far is written (or its write failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def _write_behind(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_waiting())
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._logs or self._progress is not None:
+                logs, self._logs = self._logs, []
+                progress, self._progress = self._progress, None
+                try:
+                    await asyncio.to_thread(self._write, logs, progress)
+                except Exception:
+                    log.warning("session %s: log or progress write failed", self.session_id, exc_info=True)
+        finally:
+            self._writer = None
+
+    def _write(self, logs: list[LogItem], progress: tuple[int, SessionStatistics] | None) -> None:
+        with self._sessions.begin() as db:
+            self._update(db, logs, progress)
+
+    def _update(
+        self, db: Session, logs: list[LogItem], progress: tuple[int, SessionStatistics] | None
+    ) -> None:
+        for item in logs:
+            append_log(db, self.session_id, item.title, item.creation_time, item.end_time)
+        if progress is not None:
+            row = db.get(JobSession, self.session_id)
+            if row is not None and row.end_time is None:
+                row.progress = progress[0]
+                row.statistics = statistics_document(progress[1])
 
     async def finish(self, status: SessionStatus, end_time: datetime) -> None:
+        await self.drain()
+        logs, self._logs = self._logs, []
+        progress, self._progress = self._progress, None
+
         def write() -> None:
             with self._sessions.begin() as db:
+                self._update(db, logs, progress)
                 row = db.get(JobSession, self.session_id)
                 if row is None:
                     return
@@ -88,8 +131,7 @@ class DbSessionReporter:
                         org.first_backup_time = org.first_backup_time or row.creation_time
                         org.last_backup_time = row.creation_time
 
-        async with self._lock:
-            await asyncio.to_thread(write)
+        await asyncio.to_thread(write)
         self.finished = True
 
 

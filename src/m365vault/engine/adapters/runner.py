@@ -344,6 +344,7 @@ class EngineBackupRunner:
         try:
             if task.cancelled() or task.exception() is not None:
                 if not ctx.reporter.finished:  # the run could not even report its end
+                    await ctx.reporter.drain()  # its log so far first, then why it failed
                     await asyncio.to_thread(
                         self._fail_session, ctx.session_id, task.exception() or RuntimeError("cancelled")
                     )
