@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
+from m365vault.engine.budget import DEFAULT_BUDGET
+
 DEFAULT_DATA_DIR = Path("./m365vault-data")
 
 
@@ -46,7 +48,7 @@ def serve(
         False, "--no-scheduler", help="Do not start scheduled jobs or repositories' retention passes"
     ),
     content_buffer_mib: int = typer.Option(
-        32,
+        DEFAULT_BUDGET // (1024 * 1024),
         "--content-buffer-mib",
         min=1,
         help="Item content the backup workers hold in memory at once, downloaded and not yet "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-DEFAULT_BUDGET = 32 * 1024 * 1024
+DEFAULT_BUDGET = 16 * 1024 * 1024
 HELD_WHOLE = 1024 * 1024  # what the repository holds of one item at most (its default small_item_limit)
 UNKNOWN_SIZE = 128 * 1024  # reserved for an item of unknown size (mail MIME: Graph gives no size)
 
