@@ -51,8 +51,8 @@ class DbSessionReporter:
     """Log items and progress are written behind the run, in group commits: the run goes on at
     once, and whatever was told while a write was in flight goes into the next transaction. The
     run reports each object as it ends, and a log item and a progress write each (one transaction
-    apiece, in turn) held the objects that ended meanwhile back: a medium incremental's last
-    objects waited ~0.3 s in that line (bench_backup (b)). `finish` writes what is still waiting
+    apiece, in turn) held the objects that ended meanwhile back: a medium incremental logged its
+    last 40 objects 3 ms apart, one after another (bench_backup (b)). `finish` writes what is still waiting
     with the final status. A write that fails is logged and dropped, as a log or progress write
     always was (best effort); the final status write is not."""
 
