@@ -1,7 +1,8 @@
 """An in-place archive mailbox as the engine's change source (Graph beta, m365/archive.py).
 
 Collections are the archive's folders (listed in full each run, kind `mailFolder` so the catalog
-and explore treat them as mail folders); items come from each folder's mailboxItem delta. An item's
+and explore treat them as mail folders); items come from each folder's mailboxItem delta (an
+incremental's first pages of all folders through one beta `$batch`: `prefetch`). An item's
 content is its exported full-fidelity stream: opaque (stored and imported back, never parsed). The
 streams of a page are exported together (20 a request, the page size) when the page arrives and
 kept until the engine asks for the next page of that folder, so `content` never costs a request of
