@@ -35,6 +35,7 @@ from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
 from m365vault.emulator.mail import Mail
+from m365vault.emulator.outlook import item_head
 from m365vault.emulator.tenant import MAIL_FOLDERS, User
 from m365vault.emulator.tokens import InvalidToken
 from m365vault.emulator.world import World
@@ -234,14 +235,8 @@ class Archives:
         return 2_000 + 900 * paragraphs + attachments * 4 // 3
 
     def item_json(self, item_id: str, state: dict[str, Any], expand: list[str]) -> dict[str, Any]:
-        ck = state["changeKey"]
         out: dict[str, Any] = {
-            "@odata.type": "#microsoft.graph.mailboxItem",
-            "@odata.etag": f'W/"{ck}"',
-            "id": item_id,
-            "createdDateTime": iso(state["createdDateTime"]),
-            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
-            "changeKey": ck,
+            **item_head("#microsoft.graph.mailboxItem", item_id, state),
             "categories": state.get("categories", []),
             "type": state.get("type", "IPM.Note"),
             "size": self.size(state),

@@ -18,6 +18,7 @@ from m365vault.emulator.clock import iso, parse_iso
 from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
+from m365vault.emulator.outlook import item_head
 from m365vault.emulator.tenant import MAIL_FOLDERS, WELL_KNOWN, User
 from m365vault.emulator.uploads import Uploads
 from m365vault.emulator.world import World
@@ -188,14 +189,8 @@ class Mail:
         if req.prefer("outlook.body-content-type") == "text" and kind == "html":
             kind, content = "text", _strip_html(content)
         preview = _strip_html(content)[:255] if kind == "html" else content[:255]
-        ck = state["changeKey"]
         return {
-            "@odata.type": "#microsoft.graph.message",
-            "@odata.etag": f'W/"{ck}"',
-            "id": mid,
-            "createdDateTime": iso(state["createdDateTime"]),
-            "lastModifiedDateTime": iso(state["lastModifiedDateTime"]),
-            "changeKey": ck,
+            **item_head("#microsoft.graph.message", mid, state),
             "categories": state.get("categories", []),
             "receivedDateTime": iso(state["receivedDateTime"]),
             "sentDateTime": iso(state["sentDateTime"]),

@@ -11,6 +11,7 @@ from m365vault.emulator.clock import iso, parse_iso
 from m365vault.emulator.delta import View
 from m365vault.emulator.errors import GraphError, not_found_mail
 from m365vault.emulator.http import Req, Resp, Router
+from m365vault.emulator.outlook import item_head
 from m365vault.emulator.tenant import User
 from m365vault.emulator.world import World
 
@@ -78,12 +79,7 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
 
     def event_json(eid: str, s: dict[str, Any]) -> dict[str, Any]:
         return {
-            "@odata.type": "#microsoft.graph.event",
-            "@odata.etag": f'W/"{s["changeKey"]}"',
-            "id": eid,
-            "createdDateTime": iso(s["createdDateTime"]),
-            "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
-            "changeKey": s["changeKey"],
+            **item_head("#microsoft.graph.event", eid, s),
             "subject": s["subject"],
             "body": s["body"],
             "start": _dt(s["start"]),
@@ -261,12 +257,7 @@ def register(router: Router, w: World) -> None:  # noqa: C901, PLR0915 (one rout
 
     def contact_json(cid: str, s: dict[str, Any]) -> dict[str, Any]:
         return {
-            "@odata.type": "#microsoft.graph.contact",
-            "@odata.etag": f'W/"{s["changeKey"]}"',
-            "id": cid,
-            "createdDateTime": iso(s["createdDateTime"]),
-            "lastModifiedDateTime": iso(s["lastModifiedDateTime"]),
-            "changeKey": s["changeKey"],
+            **item_head("#microsoft.graph.contact", cid, s),
             "parentFolderId": s["parentFolderId"],
             **{
                 k: s.get(k)
