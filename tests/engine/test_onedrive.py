@@ -1,6 +1,7 @@
 """A OneDrive's drive travels from planning to its task: the drive probe planning already made is
 not repeated by the task, and a drive gone in between still fails the object with the same reason
-a task finding no OneDrive gives. A drive's root id comes from its delta page when the page has it."""
+a task finding no OneDrive gives. A drive's root id comes from its delta page when the page has it,
+and a file's content from the download URL the page gave."""
 
 from __future__ import annotations
 
@@ -91,3 +92,28 @@ async def test_a_drives_root_is_read_only_when_its_delta_page_lacks_it(
     (change,) = read.changes
     assert change.item_id == "F1" and change.metadata["parent"] == "b!u0"  # the root is the library
     assert len(router.sent("GET", r"/drives/b!u0/root$")) == root_reads
+
+
+async def test_a_files_content_comes_from_the_download_url_of_its_delta_page() -> None:
+    router = Router()
+    url = "https://contoso.sharepoint.com/_layouts/15/download.aspx?UniqueId=F1&tempauth=t"
+    page = [ROOT, {**FILE, "@microsoft.graph.downloadUrl": url}]
+    router.on(
+        "GET",
+        r"/drives/b!u0/root/delta",
+        collection(page, delta_link=f"{GRAPH}/drives/b!u0/root/delta?token=n"),
+    )
+    router.on("GET", r"download\.aspx", httpx.Response(200, content=b"hello"))
+    client, _, _ = make_client(router)
+    planned = BackupObject(
+        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
+    )
+    async with client:
+        source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
+        (drive,) = await source.collections(planned)
+        (read,) = [p async for p in source.changes(planned, drive, None)]
+        (change,) = read.changes
+        assert b"".join([piece async for piece in source.content(planned, drive, change)]) == b"hello"
+    (delta_read,) = router.sent("GET", r"/root/delta")
+    assert "@microsoft.graph.downloadUrl" in delta_read.url.params["$select"].split(",")
+    assert not router.sent("GET", r"/content$")

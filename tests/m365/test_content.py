@@ -185,6 +185,22 @@ async def test_expired_download_url_is_fetched_again() -> None:
     assert len(router.sent("GET", r"/content$")) == 2
 
 
+async def test_a_known_download_url_saves_the_content_request_until_it_expires() -> None:
+    router = Router()
+    fresh = DOWNLOAD.replace("abc", "def")
+    router.on("GET", r"/content$", redirect_to(fresh))
+    router.on("GET", r"tempauth=abc", ranged_file(1000), httpx.Response(401, json={"error": {"code": "x"}}))
+    router.on("GET", r"tempauth=def", ranged_file(1000))
+    client, _, _ = make_client(router)
+    async with client:
+        assert await drain(download_file(client, "d1", "i1", download_url=DOWNLOAD)) == pattern_bytes(0, 1000)
+        assert not router.sent("GET", r"/content$")
+        assert "Authorization" not in router.sent("GET", r"tempauth=abc")[0].headers  # pre-authenticated
+        # Expired by the next read: /content hands out a fresh one.
+        assert await drain(download_file(client, "d1", "i1", download_url=DOWNLOAD)) == pattern_bytes(0, 1000)
+    assert len(router.sent("GET", r"/content$")) == 1 and len(router.sent("GET", r"tempauth=def")) == 1
+
+
 async def test_version_content_and_listing() -> None:
     router = Router()
     router.on(

@@ -164,14 +164,17 @@ def download_file(
     version_id: str | None = None,
     chunk_size: int = CHUNK_SIZE,
     max_resumes: int = 8,
+    download_url: str | None = None,
 ) -> AsyncIterator[bytes]:
     """A file's content (or one of its older versions), resumed with Range across dropped connections.
 
     The current version must be read without `version_id` (Graph refuses it via /versions/{id}).
+    A `download_url` just read with the item (its `@microsoft.graph.downloadUrl`, the URL /content
+    redirects to) saves the /content request; once expired (401/403) /content gives a fresh one.
     """
     base = f"/drives/{segment(drive_id)}/items/{segment(item_id)}"
     path = f"{base}/versions/{segment(version_id)}/content" if version_id else f"{base}/content"
-    return _resumable_download(client, path, chunk_size, max_resumes)
+    return _resumable_download(client, path, chunk_size, max_resumes, download_url)
 
 
 @dataclass
@@ -220,11 +223,10 @@ class _Progress:
 
 
 async def _resumable_download(
-    client: GraphClient, path: str, chunk_size: int, max_resumes: int
+    client: GraphClient, path: str, chunk_size: int, max_resumes: int, location: str | None = None
 ) -> AsyncIterator[bytes]:
     progress = _Progress()
     resumes = 0
-    location: str | None = None
     while progress.total is None or progress.delivered < progress.total:
         if location is None:
             location = await _download_location(client, path)

@@ -276,17 +276,24 @@ def contacts_query(client: GraphClient, user_id: str, folder_id: str, *, page_si
     )
 
 
-def drive_query(client: GraphClient, drive_id: str, *, page_size: int | None = None) -> DeltaQuery:
+def drive_query(
+    client: GraphClient, drive_id: str, *, page_size: int | None = None, select: str | None = None
+) -> DeltaQuery:
     """Every driveItem of a drive, then changes; deletions carry the `deleted` facet.
 
     The drive root appears as an item (`root` facet); parentReference has no path in delta, so
     callers rebuild paths from parent ids. SharePoint charges 2 RU without a token, 1 with one.
+    A `select` naming `@microsoft.graph.downloadUrl` gets each file's pre-authenticated download
+    URL (§3.5), which Graph returns only when selected.
     """
+    params = {"$top": str(page_size)} if page_size else {}
+    if select:
+        params["$select"] = select
     return DeltaQuery(
         client.url(f"/drives/{segment(drive_id)}/root/delta"),
         Scope.sharepoint(),
         "drive",
-        params={"$top": str(page_size)} if page_size else None,
+        params=params or None,
         initial_cost=2,
         token_cost=1,
     )

@@ -15,9 +15,10 @@ library itself). Version keys: `changeKey` for Outlook items, `eTag` for drive a
 changes with content, name and location).
 
 A new `GraphChangeSource` is made per task: it caches the raw JSON of the page being processed
-(for the JSON-content kinds), each drive's root id (from the drive's first page with changes, or
-read when that page lacks it),
-and the first delta pages `prefetch` read through `$batch` until `changes` consumes them.
+(for the JSON-content kinds) and its files' download URLs (a file is then read in one request,
+not a /content redirect and the download), each drive's root id (from the drive's first page with
+changes, or read when that page lacks it), and the first delta pages `prefetch` read through
+`$batch` until `changes` consumes them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ CALENDAR = "calendar"
 CONTACT_FOLDER = "contactFolder"
 DRIVE = "drive"
 LIST = "list"
+# What `_convert` reads of a driveItem, and the download URL that saves a /content request per file.
+DRIVE_ITEM_FIELDS = (
+    "id,name,size,eTag,cTag,webUrl,lastModifiedDateTime,parentReference,file,folder,root,deleted,"
+    "@microsoft.graph.downloadUrl"
+)
 CALENDAR_ID = "calendar"  # the primary calendar: one per mailbox, so a fixed id is stable
 # calendarView delta needs a window; Graph keeps it in the token, so it is chosen on the first run.
 CALENDAR_PAST = timedelta(days=10 * 365)
@@ -92,6 +98,7 @@ class GraphChangeSource:
         self._client = client
         self._clock = clock
         self._raw: dict[str, bytes] = {}  # item id -> JSON of the page in progress
+        self._download_urls: dict[str, str] = {}  # file id -> its download URL, of the page in progress
         self._drive_roots: dict[str, str] = {}
         self._groups = GroupConversations(client, saver)  # saves post attachments as their own items
         self._archive = ArchiveMailbox(client, budget)  # its exports are held under the budget
@@ -221,6 +228,7 @@ class GraphChangeSource:
         try:
             async for page in pages:
                 self._raw.clear()
+                self._download_urls.clear()  # never kept: they expire (§4.3)
                 if collection.kind == DRIVE and any(not change.removed for change in page.changes):
                     # Items at the top of the library name the root as parent: learn its id only for
                     # drives that changed (a request per drive per run otherwise, mostly unused),
@@ -249,7 +257,7 @@ class GraphChangeSource:
         if kind == CONTACT_FOLDER:
             return delta.contacts_query(client, obj.id, collection.id)
         if kind == DRIVE:
-            return delta.drive_query(client, collection.id)
+            return delta.drive_query(client, collection.id, select=DRIVE_ITEM_FIELDS)
         if kind == LIST:
             return delta.list_items_query(client, obj.id, collection.id)
         raise ValueError(f"unknown collection kind {kind!r}")
@@ -305,6 +313,9 @@ class GraphChangeSource:
                 "extras": {"cTag": item.get("cTag"), "webUrl": item.get("webUrl")},
             }
             has_content = "file" in item
+            url = item.get("@microsoft.graph.downloadUrl")
+            if has_content and isinstance(url, str) and url:
+                self._download_urls[change.id] = url
             return ItemChange(change.id, str(item.get("eTag") or ""), has_content=has_content, metadata=meta)
         # a list item: its fields are its content
         self._raw[change.id] = json.dumps(item, sort_keys=True).encode()
@@ -339,7 +350,8 @@ class GraphChangeSource:
         if collection.kind == MAIL_FOLDER:
             stream = content.message_mime(self._client, obj.id, change.item_id)
         else:
-            stream = content.download_file(self._client, collection.id, change.item_id)
+            url = self._download_urls.get(change.item_id)
+            stream = content.download_file(self._client, collection.id, change.item_id, download_url=url)
         try:
             async for piece in stream:
                 yield piece
