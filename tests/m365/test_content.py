@@ -18,6 +18,7 @@ from m365vault.m365.content import (
     message_mime,
 )
 from m365vault.m365.errors import GraphStreamInterrupted
+from m365vault.m365.throttle import LimitPolicy
 from tests.m365.fakes import Router, byte_stream, collection, make_client, pattern_bytes
 
 DOWNLOAD = "https://contoso.sharepoint.com/sites/x/_layouts/15/download.aspx?UniqueId=1&tempauth=abc"
@@ -199,6 +200,20 @@ async def test_a_known_download_url_saves_the_content_request_until_it_expires()
         # Expired by the next read: /content hands out a fresh one.
         assert await drain(download_file(client, "d1", "i1", download_url=DOWNLOAD)) == pattern_bytes(0, 1000)
     assert len(router.sent("GET", r"/content$")) == 1 and len(router.sent("GET", r"tempauth=def")) == 1
+
+
+async def test_a_download_from_a_known_url_still_costs_its_resource_unit_once() -> None:
+    router = Router()
+    router.on("GET", r"download\.aspx", ranged_file(300_000, drop_at={100_000}))
+    # One RU a minute: the second file waits a minute; the first one's resume waits nothing.
+    client, _, timer = make_client(router, limits=LimitPolicy(sharepoint_resource_units_per_minute=1))
+    started = timer.now
+    async with client:
+        first = await drain(download_file(client, "d1", "i1", download_url=DOWNLOAD))
+        resumed_at = timer.now
+        await drain(download_file(client, "d1", "i2", download_url=DOWNLOAD))
+    assert first == pattern_bytes(0, 300_000) and len(router.sent("GET", r"download\.aspx")) == 3
+    assert resumed_at - started < 60 <= timer.now - started
 
 
 async def test_version_content_and_listing() -> None:

@@ -227,11 +227,15 @@ async def _resumable_download(
 ) -> AsyncIterator[bytes]:
     progress = _Progress()
     resumes = 0
+    # A download costs SharePoint 1 RU (§4.3): charged on /content, or on the first GET of a URL
+    # the caller already had; resumes of the same download are not charged again.
+    cost = 1.0 if location is not None else 0.0
     while progress.total is None or progress.delivered < progress.total:
         if location is None:
             location = await _download_location(client, path)
         try:
-            async for chunk in _download_once(client, location, progress, chunk_size):
+            charged, cost = cost, 0.0
+            async for chunk in _download_once(client, location, progress, chunk_size, charged):
                 yield chunk
         except (httpx.TransportError, GraphTransient) as exc:
             if isinstance(exc, GraphStreamInterrupted):
@@ -256,14 +260,14 @@ async def _resumable_download(
 
 
 async def _download_once(
-    client: GraphClient, location: str, progress: _Progress, chunk_size: int
+    client: GraphClient, location: str, progress: _Progress, chunk_size: int, cost: float
 ) -> AsyncIterator[bytes]:
     """One GET of the download URL from where `progress` stands; updates it as bytes are handed out."""
     async with client.stream(
         "GET",
         location,
         scope=Scope.sharepoint(),
-        cost=0,
+        cost=cost,
         headers=progress.request_headers(),
         authenticated=location.startswith(client.base_url),
     ) as response:
