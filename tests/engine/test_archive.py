@@ -5,6 +5,7 @@ Microsoft's beta pages document them."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -89,8 +90,17 @@ async def test_planning_reads_archives_from_exchange_settings_in_beta_batches() 
         # No OneDrive probes: 25 SharePoint requests would wait on the fake timer's RU budget.
         users = [u async for u in GraphPlanningDirectory(client, sharepoint=False).users()]
     assert len(users) == 25 and all(u.has_archive_mailbox and u.archive_problem is None for u in users)
+    assert {u.archive_id for u in users} == {ARCHIVE}
     assert [len(json_of(r)["requests"]) for r in router.sent("POST", r"/beta/\$batch")] == [20, 5]
     assert not router.sent("GET", r"/settings/exchange")
+    # The archive's id travels to its task, which then does not read the settings again.
+    tenant = FakeTenant()
+    for user in users:
+        tenant.add_user(user)
+    plan = await plan_backup(JobScope(False, [PartialOrganizationItem(archive_mailbox=True)]), tenant)
+    assert [(obj.kind, obj.archive_id) for obj in plan.objects] == [
+        (ObjectKind.ARCHIVE_MAILBOX, ARCHIVE)
+    ] * 25
 
 
 async def test_planning_stops_probing_archives_after_a_refusal() -> None:
@@ -210,6 +220,17 @@ async def test_a_page_of_big_archive_items_is_exported_a_few_at_a_time() -> None
     sent = [json_of(r)["itemIds"] for r in router.sent("POST", r"/exportItems")]
     assert sent == [["I1", "I4"], ["I5", "I6"], ["I7"]]
     assert budget.peak == 5 * 400_000 + 800_000 * 8 // 3 and budget.used == 0
+
+
+async def test_the_archive_id_planning_found_is_not_looked_up_again() -> None:
+    router = _archive_router()
+    client, _, _ = make_client(router)
+    async with client:
+        refs = await ArchiveMailbox(client).collections(replace(ADELE, archive_id=ARCHIVE))
+    assert [r.id for r in refs] == ["F1", "F2"]
+    assert not router.sent("GET", r"/settings/exchange")
+    (listing,) = router.sent("GET", r"/folders/delta")
+    assert f"/mailboxes/{ARCHIVE}/folders/delta" in str(listing.url).replace("%3A", ":").replace("%40", "@")
 
 
 async def test_the_archive_source_drops_expand_when_graph_rejects_it() -> None:

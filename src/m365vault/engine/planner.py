@@ -154,7 +154,7 @@ def _user_objects(
             missing("mailbox")
     if archive:
         if user.has_archive_mailbox:
-            out.add(BackupObject(ObjectKind.ARCHIVE_MAILBOX, user.id, user.name))
+            out.add(BackupObject(ObjectKind.ARCHIVE_MAILBOX, user.id, user.name, archive_id=user.archive_id))
         elif user.archive_problem:  # one warning per distinct reason, not one per user
             out.warn(f"Archive mailboxes could not be looked up: {user.archive_problem}")
         else:

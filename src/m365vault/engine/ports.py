@@ -35,6 +35,7 @@ class TenantUser:
     personal_site_id: str | None = None  # the user's personal (my) site, when provisioned
     archive_problem: str | None = None  # why the archive could not be looked up (a plan warning)
     onedrive: CollectionRef | None = None  # its drive, when listing the user already read it
+    archive_id: str | None = None  # the archive's mailbox id, when listing the user found it
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class BackupObject:
     # Its collections when planning already read them (a OneDrive's drive), so its task does not
     # ask again; None: the source lists them.
     collections: tuple[CollectionRef, ...] | None = field(compare=False, default=None)
+    # An archive mailbox's id when planning found it (its task then does not look it up again).
+    archive_id: str | None = field(compare=False, default=None)
 
     @property
     def key(self) -> tuple[str, str]:

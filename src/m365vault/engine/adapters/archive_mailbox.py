@@ -20,9 +20,10 @@ Catalog metadata: folder, message class, size, created/modified times, and subje
 the extended properties come back. If Graph rejects `$expand` on a first delta request (unverified
 there), the folder is read again without it and later folders skip it.
 
-The archive id comes from the user's exchange settings (one request per task). A 403/404 there or
-on the folder listing (archive not enabled, permission not granted) ends the task Warning with
-Graph's reason (`ServiceUnavailable`), not Failed.
+The archive id comes from the user's exchange settings: as planning read them (`BackupObject.archive_id`),
+else with one request of the task's own. A 403/404 there or on the folder listing (archive not
+enabled, permission not granted) ends the task Warning with Graph's reason (`ServiceUnavailable`),
+not Failed.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ArchiveMailbox:
         self._primed: dict[str, tuple[str, Outcome]] = {}
 
     async def _mailbox_id(self, obj: BackupObject) -> str:
+        if self._mailbox is None and obj.archive_id:
+            # Planning read it this run; an archive disabled since fails the folder listing instead.
+            self._mailbox = obj.archive_id
         if self._mailbox is None:
             try:
                 found = await archive.exchange_mailboxes(self._client, obj.id)

@@ -224,44 +224,46 @@ class GraphPlanningDirectory:
             for found, archive_found in zip(page, archives, strict=True):
                 yield self._user(found, archive_found)
 
-    async def _archives(self, page: list[enumeration.DiscoveredUser]) -> list[bool]:
-        """Which users of a page have an in-place archive: their exchange settings through beta
-        `$batch` (one sub-request per user with a mailbox, 20 per round trip)."""
+    async def _archives(self, page: list[enumeration.DiscoveredUser]) -> list[str | None]:
+        """The in-place archive's mailbox id of each user of a page (None: none, or not found out):
+        their exchange settings through beta `$batch` (one sub-request per user with a mailbox, 20
+        per round trip)."""
         probed = [found for found in page if self._exchange and found.has_mailbox]
-        found_archive: dict[str, bool] = {}
+        found_archive: dict[str, str | None] = {}
         if probed and self._archive_refused is None:
             outcomes = await archive.many_exchange_mailboxes(self._client, [f.id for f in probed])
             for found, outcome in zip(probed, outcomes, strict=True):
                 found_archive[found.id] = self._archive_outcome(outcome)
-        return [found_archive.get(found.id, False) for found in page]
+        return [found_archive.get(found.id) for found in page]
 
-    def _archive_outcome(self, outcome: archive.ExchangeMailboxes | GraphError) -> bool:
+    def _archive_outcome(self, outcome: archive.ExchangeMailboxes | GraphError) -> str | None:
         if not isinstance(outcome, GraphError):
-            return outcome.archive is not None
+            return outcome.archive
         if not isinstance(outcome, GraphNotFound):
             if self._archive_refused is None:
                 log.warning("archive mailboxes not discoverable (Graph beta): %s", outcome)
             self._archive_refused = self._archive_refused or outcome.reason
-        return False
+        return None
 
-    async def _archive(self, found: enumeration.DiscoveredUser) -> bool:
-        """Whether the user has an in-place archive (False when it could not be found out)."""
+    async def _archive(self, found: enumeration.DiscoveredUser) -> str | None:
+        """The user's in-place archive mailbox id (None when it has none or it could not be found out)."""
         if not (self._exchange and found.has_mailbox) or self._archive_refused is not None:
-            return False
+            return None
         try:
             return self._archive_outcome(await archive.exchange_mailboxes(self._client, found.id))
         except GraphError as exc:
             return self._archive_outcome(exc)
 
-    def _user(self, found: enumeration.DiscoveredUser, has_archive: bool) -> TenantUser:
+    def _user(self, found: enumeration.DiscoveredUser, archive_id: str | None) -> TenantUser:
         raw = found.user
         return TenantUser(
             id=found.id,
             name=str(raw.get("userPrincipalName") or raw.get("mail") or found.id),
             has_mailbox=bool(found.has_mailbox) and self._exchange,
-            has_archive_mailbox=has_archive,
+            has_archive_mailbox=archive_id is not None,
+            archive_id=archive_id,
             has_onedrive=found.onedrive is not None and self._sharepoint,
-            archive_problem=None if has_archive else self._archive_refused,
+            archive_problem=None if archive_id else self._archive_refused,
             onedrive=onedrive_collection(found.onedrive) if found.onedrive and self._sharepoint else None,
         )
 
