@@ -16,6 +16,7 @@ from m365vault.m365.batch import MAX_REQUESTS, BatchGet, get_many, relative_url
 from m365vault.m365.delta import DeltaQuery, mail_folders_delta, messages_query, read_delta
 from m365vault.m365.settings import tls_verification
 from tests.m365.conftest import Emulator
+from tests.m365.fakes import GRAPH, Router, collection, make_client
 from tests.m365.test_emulator import Collection, mailbox_users
 
 pytestmark = pytest.mark.slow
@@ -157,3 +158,15 @@ def test_sub_request_urls_are_relative_to_the_versioned_endpoint() -> None:
     # A link to another host (or another API version) cannot ride in this endpoint's batch.
     assert relative_url(client, BatchGet("https://contoso.sharepoint.com/_api/x")) is None
     assert relative_url(client, BatchGet("https://graph.microsoft.com/beta/users")) is None
+
+
+async def test_a_lone_request_is_sent_as_a_plain_get() -> None:
+    router = Router()
+    router.on("GET", r"/users/u/mailFolders/delta$", collection([{"id": "f"}], delta_link=f"{GRAPH}/d?t=1"))
+    client, _, _ = make_client(router)
+    async with client:
+        (alone,) = await get_many(client, [BatchGet("/users/u/mailFolders/delta")], scope=Scope.mailbox("u"))
+        pair = await get_many(client, [BatchGet("/users/u/mailFolders/delta")] * 2, scope=Scope.mailbox("u"))
+    assert isinstance(alone, dict) and alone["value"] == [{"id": "f"}]
+    assert len(pair) == 2 and len(router.sent("POST", r"/\$batch$")) == 1
+    assert len(router.sent("GET", r"/mailFolders/delta$")) == 1  # the lone one; the pair rode the batch

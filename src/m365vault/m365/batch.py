@@ -74,13 +74,13 @@ async def get_many(
 
     `scope` is the lane of the round trip and of every request that names none. `endpoint` is the
     versioned root the batch goes to (default the client's, v1.0; e.g. the beta root for beta
-    requests): requests outside it are sent on their own."""
+    requests): requests outside it, and a request that comes alone, are sent on their own."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     batchable: list[_Pending] = []
     endpoint = endpoint or client.base_url
     for index, request in enumerate(requests):
         urls = relative_url(client, request, endpoint)
-        if urls is None:
+        if urls is None or len(requests) == 1:  # a batch of one saves no round trip
             outcomes[index] = await _single(client, request, scope)
         else:
             batchable.append(_Pending(index, request, *urls))
