@@ -5,6 +5,9 @@ and a file's content from the download URL the page gave."""
 
 from __future__ import annotations
 
+import gc
+import json
+
 import httpx
 import pytest
 
@@ -117,3 +120,31 @@ async def test_a_files_content_comes_from_the_download_url_of_its_delta_page() -
     (delta_read,) = router.sent("GET", r"/root/delta")
     assert "@microsoft.graph.downloadUrl" in delta_read.url.params["$select"].split(",")
     assert not router.sent("GET", r"/content$")
+
+
+def _raw_items_named(name: str) -> list[dict[str, object]]:
+    """Parsed Graph items still alive anywhere in the process with this name."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, dict) and o.get("name") == name and "eTag" in o]
+
+
+async def test_a_pages_raw_items_are_let_go_once_converted() -> None:
+    # 64 busy tasks each held their page's parsed Graph items while its content was saved.
+    router = Router()
+    marker = "marker-9f1c2e.txt"
+    link = f"{GRAPH}/drives/b!u0/root/delta?token=next"
+    # Only the bytes stay with the route: every dict with the marker is one the client parsed.
+    body = json.dumps({"value": [ROOT, {**FILE, "name": marker}], "@odata.deltaLink": link}).encode()
+    router.on("GET", r"/drives/b!u0/root/delta", httpx.Response(200, content=body))
+    client, _, _ = make_client(router)
+    planned = BackupObject(
+        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
+    )
+    async with client:
+        source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
+        (drive,) = await source.collections(planned)
+        pages = source.changes(planned, drive, None)
+        page = await anext(pages)  # the engine now saves the page's content
+        assert [change.metadata["name"] for change in page.changes] == [marker]
+        assert _raw_items_named(marker) == []
+        await pages.aclose()

@@ -66,15 +66,16 @@ class _RoundState:
     seen: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
 
-    def note(self, change: DeltaChange) -> None:
+    def note(self, changes: list[DeltaChange]) -> None:
         if not self.resync:
             return  # only a resync needs the ids (for its removal diff): keep normal rounds small
-        if change.removed:
-            self.seen.discard(change.id)
-            self.removed.add(change.id)
-        else:
-            self.removed.discard(change.id)
-            self.seen.add(change.id)
+        for change in changes:
+            if change.removed:
+                self.seen.discard(change.id)
+                self.removed.add(change.id)
+            else:
+                self.removed.discard(change.id)
+                self.seen.add(change.id)
 
 
 def _change(item: dict[str, Any], flavor: Flavor) -> DeltaChange:
@@ -143,8 +144,10 @@ async def read_delta(
     state = _RoundState(resync=False)
     resyncs = 0
     while True:
+        pages = _round(client, query, url, state, known_ids, first)
+        first = None  # the round drops it once read: not held here for the whole round
         try:
-            async for page in _round(client, query, url, state, known_ids, first):
+            async for page in pages:
                 yield page
             return
         except DeltaResyncRequired as exc:
@@ -154,7 +157,6 @@ async def read_delta(
             location = exc.location
             url = location if location and location.startswith(("https://", "http://")) else query.initial
             state = _RoundState(resync=True)
-        first = None
 
 
 async def _round(
@@ -182,9 +184,11 @@ async def _round(
             )
         tokenless = False
         changes = [_change(item, query.flavor) for item in page_items(body)]
-        for change in changes:
-            state.note(change)
+        state.note(changes)
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+        # The frame holds no raw item while the page is out (no body, no loop variable): a caller
+        # that has converted the page's changes can clear them and let the items go.
+        del body
         if isinstance(next_link, str) and next_link:
             yield DeltaPage(changes, None if state.resync else next_link, complete=False, resync=state.resync)
             url = next_link

@@ -221,10 +221,14 @@ class GraphChangeSource:
                 yield archived
             return
         primed = self._primed.pop(collection.id, None)
-        first = primed[1] if primed is not None and primed[0] == token else None
         pages = delta.read_delta(
-            self._client, self._query(obj, collection), token=token, known_ids=_no_known_ids, first=first
+            self._client,
+            self._query(obj, collection),
+            token=token,
+            known_ids=_no_known_ids,
+            first=primed[1] if primed is not None and primed[0] == token else None,
         )
+        del primed  # the first page is the round's now: dropped once read, not held for the round
         try:
             async for page in pages:
                 self._raw.clear()
@@ -236,6 +240,9 @@ class GraphChangeSource:
                     self._page_root(collection.id, page.changes)
                     await self._root(collection.id)
                 converted = [self._convert(obj, collection, change) for change in page.changes]
+                # The raw Graph items are not needed past conversion: let them go while the
+                # engine saves the page (64 busy tasks held ~15 MB of them in a medium full run).
+                page.changes.clear()
                 yield ChangePage(
                     [c for c in converted if c is not None],
                     page.token,
