@@ -147,4 +147,4 @@ async def test_a_pages_raw_items_are_let_go_once_converted() -> None:
         page = await anext(pages)  # the engine now saves the page's content
         assert [change.metadata["name"] for change in page.changes] == [marker]
         assert _raw_items_named(marker) == []
-        await pages.aclose()
+        await pages.aclose()  # type: ignore[attr-defined]
