@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -118,6 +119,11 @@ def serve(
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal under the handler that
     # was installed before it; make that handler a normal exit, so a clean stop exits with 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # What start-up built (modules, FastAPI routes, pydantic schemas, SQLAlchemy tables: ~240,000
+    # objects) lives as long as the process: left in the collector's oldest generation, every full
+    # collection walked all of it again (60-125 ms each, ~6 % of a backup's server CPU).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, **ssl)  # type: ignore[arg-type]
 
 
