@@ -15,13 +15,17 @@ from m365vault.clock import FakeClock
 from m365vault.engine.adapters.connector import GraphPlanningDirectory
 from m365vault.engine.adapters.source import DRIVE, GraphChangeSource
 from m365vault.engine.planner import JobScope, PartialOrganizationItem, plan_backup
-from m365vault.engine.ports import BackupObject, CollectionRef, ObjectKind
+from m365vault.engine.ports import BackupObject, ChangePage, CollectionRef, ObjectKind
 from m365vault.engine.testing import MemoryContentStore
 from m365vault.m365.errors import GraphNotFound
 from tests.m365.fakes import GRAPH, Router, collection, graph_error, make_client
 
 NO_MAILBOX = graph_error(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive.")
 NO_DRIVE = graph_error(404, "itemNotFound", "User's mysite not found.")
+# u0's OneDrive as planning hands it over: its drive already read.
+PLANNED = BackupObject(
+    ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
+)
 
 
 def _tenant() -> Router:
@@ -56,20 +60,24 @@ async def test_a_drive_gone_after_planning_fails_like_a_missing_onedrive() -> No
     router = _tenant()
     router.on("GET", r"/drives/b!u0/root/delta", graph_error(404, "itemNotFound", "The drive was not found."))
     client, _, _ = make_client(router)
-    planned = BackupObject(
-        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
-    )
     unplanned = BackupObject(ObjectKind.ONEDRIVE, "u1", "user1@contoso.com")
     async with client:
         source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
-        (drive,) = await source.collections(planned)
+        (drive,) = await source.collections(PLANNED)
         with pytest.raises(GraphNotFound) as gone:
-            _ = [page async for page in source.changes(planned, drive, None)]
+            _ = [page async for page in source.changes(PLANNED, drive, None)]
         with pytest.raises(GraphNotFound) as never:
             await source.collections(unplanned)  # asked at the task: Graph says there is none
     assert str(gone.value) == "the user user0@contoso.com has no OneDrive"
     assert str(never.value) == "the user user1@contoso.com has no OneDrive"
     assert isinstance(gone.value.__cause__, GraphNotFound)  # Graph's own 404 stays attached
+
+
+async def _only_page(source: GraphChangeSource) -> tuple[CollectionRef, ChangePage]:
+    """The planned drive and the one page its delta round gives."""
+    (drive,) = await source.collections(PLANNED)
+    (read,) = [p async for p in source.changes(PLANNED, drive, None)]
+    return drive, read
 
 
 ROOT = {"id": "R", "name": "root", "root": {}, "folder": {"childCount": 1}}
@@ -85,13 +93,8 @@ async def test_a_drives_root_is_read_only_when_its_delta_page_lacks_it(
     router.on("GET", r"/drives/b!u0/root/delta", collection(page, delta_link=link))
     router.on("GET", r"/drives/b!u0/root$", httpx.Response(200, json=ROOT))
     client, _, _ = make_client(router)
-    planned = BackupObject(
-        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
-    )
     async with client:
-        source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
-        (drive,) = await source.collections(planned)
-        (read,) = [p async for p in source.changes(planned, drive, None)]
+        _, read = await _only_page(GraphChangeSource(client, FakeClock(), MemoryContentStore()))
     (change,) = read.changes
     assert change.item_id == "F1" and change.metadata["parent"] == "b!u0"  # the root is the library
     assert len(router.sent("GET", r"/drives/b!u0/root$")) == root_reads
@@ -108,15 +111,11 @@ async def test_a_files_content_comes_from_the_download_url_of_its_delta_page() -
     )
     router.on("GET", r"download\.aspx", httpx.Response(200, content=b"hello"))
     client, _, _ = make_client(router)
-    planned = BackupObject(
-        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
-    )
     async with client:
         source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
-        (drive,) = await source.collections(planned)
-        (read,) = [p async for p in source.changes(planned, drive, None)]
+        drive, read = await _only_page(source)
         (change,) = read.changes
-        assert b"".join([piece async for piece in source.content(planned, drive, change)]) == b"hello"
+        assert b"".join([piece async for piece in source.content(PLANNED, drive, change)]) == b"hello"
     (delta_read,) = router.sent("GET", r"/root/delta")
     assert "@microsoft.graph.downloadUrl" in delta_read.url.params["$select"].split(",")
     assert not router.sent("GET", r"/content$")
@@ -137,13 +136,10 @@ async def test_a_pages_raw_items_are_let_go_once_converted() -> None:
     body = json.dumps({"value": [ROOT, {**FILE, "name": marker}], "@odata.deltaLink": link}).encode()
     router.on("GET", r"/drives/b!u0/root/delta", httpx.Response(200, content=body))
     client, _, _ = make_client(router)
-    planned = BackupObject(
-        ObjectKind.ONEDRIVE, "u0", "user0@contoso.com", (CollectionRef("b!u0", DRIVE, "OneDrive"),)
-    )
     async with client:
         source = GraphChangeSource(client, FakeClock(), MemoryContentStore())
-        (drive,) = await source.collections(planned)
-        pages = source.changes(planned, drive, None)
+        (drive,) = await source.collections(PLANNED)
+        pages = source.changes(PLANNED, drive, None)
         page = await anext(pages)  # the engine now saves the page's content
         assert [change.metadata["name"] for change in page.changes] == [marker]
         assert _raw_items_named(marker) == []
