@@ -511,7 +511,7 @@ class Repository:
                     head += piece
                     if len(head) <= limit:
                         continue
-                    # A stream holds a chunking window and its cut chunks (~4x the chunker's
+                    # A stream holds a chunking window and its cut chunks (~2x the chunker's
                     # maximum): only a few at a time, however many items the callers have in flight.
                     if not slot:
                         await self._stream_slots.acquire()
