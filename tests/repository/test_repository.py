@@ -258,27 +258,44 @@ async def test_concurrent_items_sharing_chunks_all_finish() -> None:
     await assert_check_passes(backend)
 
 
+class StalledStreams:
+    """Items over the small-item limit whose streams stop after their first piece until
+    `release`: counts the streams started and those read on past that piece."""
+
+    HEAD = SMALL.small_item_limit + 1
+
+    def __init__(self, count: int) -> None:
+        self.contents = [os.urandom(self.HEAD) + os.urandom(50_000) for _ in range(count)]
+        self.started = 0
+        self.read_on = 0
+        self._released = asyncio.Event()
+
+    async def stream(self, data: bytes) -> AsyncIterator[bytes]:
+        self.started += 1
+        yield data[: self.HEAD]
+        self.read_on += 1
+        await self._released.wait()
+        yield data[self.HEAD :]
+
+    async def settle(self) -> None:
+        """Let the saves run as far as they can before `release`."""
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+
+    def release(self) -> None:
+        self._released.set()
+
+
 async def test_only_a_few_streams_are_chunked_at_once(mem_repo: Repository) -> None:
-    # Each stream is over the small-item limit, then stalls until released: past its first piece
-    # only STREAMS streams may be read on (the others wait, holding just that piece).
-    released = asyncio.Event()
-    reading_on = 0
-    contents = [os.urandom(SMALL.small_item_limit + 1) + os.urandom(50_000) for _ in range(3 * STREAMS)]
-
-    async def stalled(data: bytes) -> AsyncIterator[bytes]:
-        nonlocal reading_on
-        yield data[: SMALL.small_item_limit + 1]
-        reading_on += 1
-        await released.wait()
-        yield data[SMALL.small_item_limit + 1 :]
-
-    saves = [asyncio.create_task(mem_repo.save_item(stalled(data))) for data in contents]
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-    assert reading_on == STREAMS
-    released.set()
+    # Past its first piece only STREAMS streams may be read on (the others wait, holding just it).
+    streams = StalledStreams(3 * STREAMS)
+    contents = streams.contents
+    saves = [asyncio.create_task(mem_repo.save_item(streams.stream(data))) for data in contents]
+    await streams.settle()
+    assert streams.read_on == STREAMS
+    streams.release()
     refs = await asyncio.wait_for(asyncio.gather(*saves), timeout=20)
-    assert reading_on == len(contents)
+    assert streams.read_on == len(contents)
     await mem_repo.flush()
     for ref, data in zip(refs, contents, strict=True):
         assert await mem_repo.read_item(ref) == data
@@ -426,24 +443,14 @@ async def test_packs_wait_for_the_backend_in_order_and_a_cancelled_save_loses_no
 async def test_a_stream_of_known_size_waits_for_its_slot_before_reading(mem_repo: Repository) -> None:
     # With the size given, items over the limit wait for a stream slot having read nothing (a
     # caller's download not started, no head held); the refs are those of the same saves without it.
-    released = asyncio.Event()
-    started = 0
-    contents = [os.urandom(SMALL.small_item_limit + 1) + os.urandom(50_000) for _ in range(2 * STREAMS)]
-
-    async def stalled(data: bytes) -> AsyncIterator[bytes]:
-        nonlocal started
-        started += 1
-        yield data[: SMALL.small_item_limit + 1]
-        await released.wait()
-        yield data[SMALL.small_item_limit + 1 :]
-
-    saves = [asyncio.create_task(mem_repo.save_item(stalled(data), len(data))) for data in contents]
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-    assert started == STREAMS
-    released.set()
+    streams = StalledStreams(2 * STREAMS)
+    contents = streams.contents
+    saves = [asyncio.create_task(mem_repo.save_item(streams.stream(data), len(data))) for data in contents]
+    await streams.settle()
+    assert streams.started == STREAMS
+    streams.release()
     refs = await asyncio.wait_for(asyncio.gather(*saves), timeout=20)
-    assert started == len(contents)
+    assert streams.started == len(contents)
     # A wrong size changes nothing but the wait: a short item is still stored whole.
     small = os.urandom(1000)
     small_ref = await mem_repo.save_item(iter([small]), SMALL.small_item_limit + 1)
